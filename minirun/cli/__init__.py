@@ -28,6 +28,17 @@ COMMANDS = {
     "exec": "minirun.cli.runtime:exec_",
     "ps": "minirun.cli.runtime:ps",
     "features": "minirun.cli.runtime:features",
+    # cgroups (issue 3)
+    "pause": "minirun.cli.cgroups:pause",
+    "resume": "minirun.cli.cgroups:resume",
+    "update": "minirun.cli.cgroups:update",
+    "events": "minirun.cli.cgroups:events",
+    # networks (issue 5)
+    "network": "minirun.cli.network:network",
+    # pods and the node (issue 4)
+    "pod": "minirun.cli.pod:pod",
+    "node": "minirun.cli.pod:node",
+    "kubelet": "minirun.cli.pod:kubelet",
 }
 
 
