@@ -116,7 +116,8 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): glibc has no wrapper, so this is the raw system call."""
-    _check(lib.syscall(lib.SYS_pivot_root, _c(new_root), _c(put_old)),
+    _check(lib.syscall(lib.SYS_pivot_root, ffi.new("char[]", _c(new_root)),
+                       ffi.new("char[]", _c(put_old))),
            "pivot_root", f"{new_root}, {put_old}")
 
 

@@ -1,0 +1,1 @@
+"""Parsing and validation of everything a user hands minirun: config.json, Pod manifests."""

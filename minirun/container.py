@@ -1,0 +1,493 @@
+"""The container lifecycle, as runc's libcontainer orchestrates it from outside.
+
+create -> (created) -> start -> (running) -> the program exits -> (stopped) -> delete
+
+``create`` clones the init (init.py) with its new namespaces, answers its
+questions over the channel, and returns once the init waits on the exec
+FIFO; the minirun process then exits and the init is orphaned to whoever
+started minirun, as with runc. ``start`` opens the FIFO, which lets the
+init execve. Every function here is also the Python API the tests and the
+benchmarks call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+from minirun import libc, namespaces
+from minirun.channel import Channel
+from minirun.config.oci import Config, Process, load_bundle
+from minirun.errors import MinirunError, NotFoundError, NotRunningError
+from minirun.state import (
+    Record,
+    StateDir,
+    is_alive,
+    list_ids,
+    now_rfc3339,
+    oci_state,
+    process_start_time,
+)
+
+DEFAULT_ROOT = "/run/minirun"
+
+
+@dataclass
+class Container:
+    """A container on disk plus its live status, as ``minirun state`` reports it."""
+    record: Record
+    status: str
+    state_dir: StateDir
+
+    def oci_state(self) -> dict:
+        return oci_state(self.record, self.status)
+
+    def config(self) -> Config:
+        """The config.json the container was created from (a copy kept in the state dir)."""
+        from minirun.config.oci import parse_config
+        with open(self.state_dir.file("config.json")) as fh:
+            return parse_config(json.load(fh), self.record.bundle)
+
+    def cgroup(self):
+        if self.record.cgroup is None:
+            return None
+        from minirun.cgroups import Cgroup
+        return Cgroup.from_dict(self.record.cgroup)
+
+
+def load(root: str, container_id: str) -> Container:
+    """Read a container's record and work out its status from the kernel."""
+    sd = StateDir.open(root, container_id)
+    record = sd.load()
+    return Container(record, _status(record, sd), sd)
+
+
+def _status(record: Record, sd: StateDir) -> str:
+    if not is_alive(record):
+        return "stopped"
+    if record.cgroup is not None:
+        from minirun.cgroups import Cgroup
+        if Cgroup.from_dict(record.cgroup).is_frozen():
+            return "paused"
+    return "created" if os.path.exists(sd.fifo) else "running"
+
+
+def list_containers(root: str) -> list[Container]:
+    found = []
+    for cid in list_ids(root):
+        try:
+            found.append(load(root, cid))
+        except NotFoundError:
+            continue   # deleted while we looked
+    return found
+
+
+# --- create ------------------------------------------------------------------
+
+def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+           cgroup_root: str | None = None, config: Config | None = None) -> Container:
+    """Set up a container whose init waits, before execve, for ``start``."""
+    cfg = config or load_bundle(bundle)
+    if cfg.process.terminal and console_socket is None:
+        raise MinirunError("process.terminal is true: use --console-socket (or run in the "
+                           "foreground with `minirun run`)")
+    sd = StateDir.make(root, container_id)
+    cleanup = _Cleanup(sd)
+    try:
+        shutil.copyfile(os.path.join(cfg.bundle, "config.json"), sd.file("config.json"))
+        os.mkfifo(sd.fifo, 0o622)
+        cgroup = _make_cgroup(cfg, container_id, cgroup_root)
+        cleanup.cgroup = cgroup
+        record = _spawn_init(cfg, container_id, sd, cgroup, cleanup, console_socket, no_pivot,
+                             preserve_fds)
+        sd.save(record)
+        if pid_file:
+            write_pid_file(pid_file, record.pid)
+    except BaseException:
+        cleanup.run()
+        raise
+    return Container(record, "created", sd)
+
+
+def _make_cgroup(cfg: Config, container_id: str, cgroup_root: str | None):
+    from minirun.cgroups import Cgroup
+    cgroup = Cgroup.for_container(cfg.cgroups_path, container_id, cgroup_root)
+    cgroup.create(cfg.resources)
+    return cgroup
+
+
+class _Cleanup:
+    """What a failed create must undo, newest first: the init, the cgroup, the state dir."""
+
+    def __init__(self, sd: StateDir) -> None:
+        self.sd = sd
+        self.pid = 0
+        self.cgroup = None
+
+    def run(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        if self.cgroup is not None:
+            self.cgroup.kill_all(signal.SIGKILL)
+            self.cgroup.destroy()
+        self.sd.remove()
+
+
+def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _Cleanup,
+                console_socket: str | None, no_pivot: bool, preserve_fds: int) -> Record:
+    """clone(2) the init and walk it through setup (see init.py for its side)."""
+    from minirun.init import InitPlan, run_init
+
+    parent_end, child_end = Channel.pair()
+    joins = namespaces.open_namespaces(cfg.namespaces)
+    pid_join = next((ns for ns in joins if ns.type == "pid"), None)
+    plan = InitPlan(config=cfg, channel=child_end,
+                    joins=[ns for ns in joins if ns.type != "pid"],
+                    fifo_fd=os.open(sd.fifo, os.O_PATH | os.O_CLOEXEC),
+                    no_pivot=no_pivot, preserve_fds=preserve_fds)
+    try:
+        if cfg.process.terminal:
+            from minirun.terminal import connect_console_socket
+            plan.console = connect_console_socket(console_socket)
+        with namespaces.PidNamespaceForChildren(pid_join):
+            pid = libc.clone(namespaces.new_namespace_flags(cfg.namespaces))
+        if pid == 0:
+            run_init(plan)   # never returns
+        cleanup.pid = pid
+    finally:
+        child_end.close()
+        os.close(plan.fifo_fd)
+        namespaces.close_namespaces(joins)
+        if plan.console is not None:
+            plan.console.close()
+    record = Record(id=container_id, pid=pid, pid_start=process_start_time(pid) or 0,
+                    bundle=cfg.bundle, rootfs=cfg.root_path, created=now_rfc3339(),
+                    owner=_owner(), annotations=cfg.annotations,
+                    cgroup=cgroup.to_dict() if cgroup is not None else None,
+                    namespaces={ns.type: ns.path or namespaces.namespace_path(pid, ns.type)
+                                for ns in cfg.namespaces})
+    try:
+        if cfg.namespace("user") is not None and cfg.namespace("user").path is None:
+            namespaces.write_id_mappings(pid, cfg.uid_mappings, cfg.gid_mappings)
+        if cgroup is not None:
+            cgroup.add_process(pid)
+        parent_end.send("mapped")
+        parent_end.expect("mounted")
+        state = oci_state(record, "creating")
+        if cfg.hooks.get("prestart") or cfg.hooks.get("createRuntime"):
+            from minirun.hooks import run_hooks
+            run_hooks(cfg.hooks.get("prestart", []), "prestart", state)
+            run_hooks(cfg.hooks.get("createRuntime", []), "createRuntime", state)
+        parent_end.send("hooks-done", state=state)
+        parent_end.expect("ready")
+    finally:
+        parent_end.close()
+    return record
+
+
+def _owner() -> str:
+    return "" if os.getuid() == 0 else str(os.getuid())
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """The pid file holds only the digits, no newline, written atomically (as runc does)."""
+    from minirun.state import write_atomic
+    write_atomic(os.path.abspath(path), str(pid))
+
+
+# --- start, kill, delete -----------------------------------------------------------
+
+def start(root: str, container_id: str) -> Container:
+    """Open the exec FIFO for reading: the init's blocked open(2) returns and it execs."""
+    c = load(root, container_id)
+    with c.state_dir:
+        c.status = _status(c.record, c.state_dir)
+        if c.status != "created":
+            if c.status == "stopped":
+                raise MinirunError(f"container {container_id!r}: cannot start a container that "
+                                   "has stopped")
+            raise MinirunError(f"container {container_id!r}: cannot start an already "
+                               f"{c.status} container")
+        fd = os.open(c.state_dir.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            data = _read_fifo(fd, c.record)
+        finally:
+            os.close(fd)
+        os.unlink(c.state_dir.fifo)
+        if data != b"0":
+            raise MinirunError(f"container {container_id!r}: init exited before it could start")
+        c.status = "running"
+    cfg = c.config()
+    if cfg.hooks.get("poststart"):
+        from minirun import log
+        from minirun.hooks import run_hooks
+        try:
+            run_hooks(cfg.hooks["poststart"], "poststart", c.oci_state())
+        except MinirunError as e:
+            log.warning(str(e))
+    return c
+
+
+def _read_fifo(fd: int, record: Record) -> bytes:
+    """Wait until the init writes its byte, noticing if it died instead."""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            return os.read(fd, 1)
+        if not is_alive(record):
+            return b""
+
+
+def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
+    """Send a signal to the init (or, with --all, to every process in the cgroup)."""
+    c = load(root, container_id)
+    if c.status == "stopped":
+        raise NotRunningError(container_id)
+    cgroup = c.cgroup()
+    if all_processes and cgroup is not None:
+        cgroup.kill_all(sig)
+        return
+    signal_init(c.record, sig)
+
+
+def signal_init(record: Record, sig: int) -> None:
+    """Signal through a pidfd, after checking the PID still names our init."""
+    try:
+        pidfd = libc.pidfd_open(record.pid)
+    except OSError:
+        raise NotRunningError(record.id) from None
+    try:
+        if not is_alive(record):
+            raise NotRunningError(record.id)
+        libc.pidfd_send_signal(pidfd, sig, record.pid)
+    finally:
+        os.close(pidfd)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    """Remove a stopped (or created) container; ``force`` kills a running one first."""
+    try:
+        c = load(root, container_id)
+    except NotFoundError:
+        if force:
+            return   # as runc: deleting what is gone is not an error with --force
+        raise
+    except MinirunError:
+        if not force:
+            raise
+        StateDir(root, container_id).remove()   # unreadable state: force removes it
+        return
+    if c.status in ("running", "paused") and not force:
+        raise MinirunError(f"container {container_id!r}: cannot delete a container that is "
+                           f"not stopped: {c.status}")
+    cgroup = c.cgroup()
+    if c.status != "stopped":
+        if cgroup is not None:
+            if c.status == "paused":
+                cgroup.thaw()
+            cgroup.kill_all(signal.SIGKILL)
+        try:
+            signal_init(c.record, signal.SIGKILL)
+        except NotRunningError:
+            pass
+        wait_for_exit(c.record)
+    _run_poststop(c)
+    if cgroup is not None:
+        cgroup.kill_all(signal.SIGKILL)   # stragglers that outlived the init
+        cgroup.destroy()
+    c.state_dir.remove()
+
+
+def _run_poststop(c: Container) -> None:
+    try:
+        cfg = c.config()
+    except (OSError, ValueError, MinirunError):
+        return
+    if cfg.hooks.get("poststop"):
+        from minirun import log
+        from minirun.hooks import run_hooks
+        try:
+            run_hooks(cfg.hooks["poststop"], "poststop", oci_state(c.record, "stopped"))
+        except MinirunError as e:
+            log.warning(str(e))
+
+
+def wait_for_exit(record: Record, timeout: float = 10.0) -> None:
+    """Wait for a process that need not be our child: its pidfd turns readable on exit."""
+    try:
+        pidfd = libc.pidfd_open(record.pid)
+    except OSError:
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while is_alive(record) and time.monotonic() < deadline:
+            select.select([pidfd], [], [], 0.05)
+    finally:
+        os.close(pidfd)
+
+
+# --- run: create + start + wait + delete --------------------------------------------
+
+def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
+        pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+        cgroup_root: str | None = None, console_socket: str | None = None) -> int:
+    """``minirun run``: in the foreground, return the exit code (128+N for signal N)."""
+    cfg = load_bundle(bundle)
+    own_console = None
+    if not detach and console_socket is None and cfg.process.terminal:
+        own_console = _ConsoleListener()
+        console_socket = own_console.path
+    try:
+        c = create(root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
+                   preserve_fds=preserve_fds, cgroup_root=cgroup_root,
+                   console_socket=console_socket, config=cfg)
+        master = own_console.accept() if own_console else None
+    finally:
+        if own_console:
+            own_console.close()
+    try:
+        start(root, container_id)
+    except BaseException:
+        delete(root, container_id, force=True)
+        raise
+    if detach:
+        return 0
+    return wait_and_delete(root, c, master)
+
+
+class _ConsoleListener:
+    """A console socket of our own, for ``run`` with a terminal in the foreground."""
+
+    def __init__(self) -> None:
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="minirun-console-")
+        self.path = os.path.join(self.dir, "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+
+    def accept(self) -> int:
+        from minirun.terminal import receive_console
+        conn, _ = self.sock.accept()
+        with conn:
+            return receive_console(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+
+
+def wait_and_delete(root: str, c: Container, master: int | None = None) -> int:
+    """Forward signals to the init, wait for it (we are its parent), then delete it."""
+    pid = c.record.pid
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED_SIGNALS}
+    try:
+        if master is not None:
+            from minirun.terminal import proxy
+            pidfd = libc.pidfd_open(pid)
+            try:
+                proxy(master, pidfd)
+            finally:
+                os.close(pidfd)
+                os.close(master)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    cgroup = c.cgroup()
+    if cgroup is not None and cgroup.oom_kill_count() > 0:
+        from minirun import log
+        log.error(f"container {c.record.id!r} was OOM-killed (memory limit reached)")
+        code = 137
+    delete(root, c.record.id, force=True)
+    return code
+
+
+# --- exec and ps ---------------------------------------------------------------------
+
+def exec_in(root: str, container_id: str, process: Process, *, detach: bool = False,
+            pid_file: str | None = None, console_socket: str | None = None,
+            preserve_fds: int = 0) -> int:
+    """Run one more process in a running container's namespaces and cgroup."""
+    from minirun.init import exec_process
+
+    c = load(root, container_id)
+    if c.status != "running":
+        raise MinirunError(f"container {container_id!r}: cannot exec in a {c.status} "
+                           "container" if c.status != "stopped" else
+                           f"container {container_id!r}: container not running")
+    cfg = c.config()
+    for ns in cfg.namespaces:   # join what the init has, whether it made or joined it
+        ns.path = namespaces.namespace_path(c.record.pid, ns.type)
+    joins = namespaces.open_namespaces(cfg.namespaces)
+    pid_join = next((ns for ns in joins if ns.type == "pid"), None)
+    parent_end, child_end = Channel.pair()
+    console = None
+    if process.terminal:
+        from minirun.terminal import connect_console_socket
+        if console_socket is None:
+            raise MinirunError("exec -t needs --console-socket")
+        console = connect_console_socket(console_socket)
+    try:
+        with namespaces.PidNamespaceForChildren(pid_join):
+            pid = libc.clone(0)
+        if pid == 0:
+            exec_process(process, cfg, [ns for ns in joins if ns.type != "pid"], child_end,
+                         console, preserve_fds)
+    finally:
+        child_end.close()
+        namespaces.close_namespaces(joins)
+        if console is not None:
+            console.close()
+    try:
+        cgroup = c.cgroup()
+        if cgroup is not None:
+            cgroup.add_process(pid)
+        parent_end.send("mapped")
+        parent_end.expect("ready")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        parent_end.close()
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def processes(root: str, container_id: str) -> list[int]:
+    """Every host PID in the container's cgroup (or just the init without one)."""
+    c = load(root, container_id)
+    cgroup = c.cgroup()
+    if cgroup is not None:
+        return sorted(cgroup.pids())
+    return [c.record.pid] if c.status != "stopped" else []
