@@ -102,7 +102,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     cleanup = _Cleanup(sd)
     try:
         shutil.copyfile(os.path.join(cfg.bundle, "config.json"), sd.file("config.json"))
-        os.mkfifo(sd.fifo, 0o622)
+        make_exec_fifo(sd.fifo, cfg)
         cgroup = _make_cgroup(cfg, container_id, cgroup_root)
         cleanup.cgroup = cgroup
         record = _spawn_init(cfg, container_id, sd, cgroup, cleanup, console_socket, no_pivot,
@@ -114,6 +114,21 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         cleanup.run()
         raise
     return Container(record, "created", sd)
+
+
+def make_exec_fifo(path: str, cfg: Config) -> None:
+    """The FIFO the init blocks on (fifo(7)); owned by the container's root, who opens it."""
+    os.mkfifo(path, 0o622)
+    os.chmod(path, 0o622)   # mkfifo(3) applied our umask
+    if cfg.uid_mappings:
+        os.chown(path, _host_id(cfg.uid_mappings, 0), _host_id(cfg.gid_mappings, 0))
+
+
+def _host_id(mappings: list, container_id: int) -> int:
+    for m in mappings:
+        if m.container_id <= container_id < m.container_id + m.size:
+            return m.host_id + container_id - m.container_id
+    return -1
 
 
 def _make_cgroup(cfg: Config, container_id: str, cgroup_root: str | None):
@@ -160,8 +175,7 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
         if cfg.process.terminal:
             from minirun.terminal import connect_console_socket
             plan.console = connect_console_socket(console_socket)
-        with namespaces.PidNamespaceForChildren(pid_join):
-            pid = libc.clone(namespaces.new_namespace_flags(cfg.namespaces))
+        pid = namespaces.clone_into(namespaces.new_namespace_flags(cfg.namespaces), pid_join)
         if pid == 0:
             run_init(plan)   # never returns
         cleanup.pid = pid
@@ -453,8 +467,7 @@ def exec_in(root: str, container_id: str, process: Process, *, detach: bool = Fa
             raise MinirunError("exec -t needs --console-socket")
         console = connect_console_socket(console_socket)
     try:
-        with namespaces.PidNamespaceForChildren(pid_join):
-            pid = libc.clone(0)
+        pid = namespaces.clone_into(0, pid_join)
         if pid == 0:
             exec_process(process, cfg, [ns for ns in joins if ns.type != "pid"], child_end,
                          console, preserve_fds)

@@ -165,6 +165,12 @@ def finish_and_exec(process: Process, cfg: Config, preserve_fds: int) -> NoRetur
         except (OSError, ValueError) as e:
             raise OSError(getattr(e, "errno", 1),
                           f"setrlimit({rl.name}, {rl.soft}, {rl.hard}): {e}") from None
+    # Loading a filter needs no_new_privs or CAP_SYS_ADMIN: without no_new_privs it
+    # must happen now, while we are still root (and the filter must then allow the
+    # calls below); with it, as late as possible, as runc does.
+    early_seccomp = cfg.seccomp is not None and not process.no_new_privileges
+    if early_seccomp:
+        _load_seccomp(cfg)
     caps = process.capabilities
     if caps is not None:
         from minirun import capabilities
@@ -186,11 +192,15 @@ def finish_and_exec(process: Process, cfg: Config, preserve_fds: int) -> NoRetur
     for fd in range(3, 3 + preserve_fds):
         os.set_inheritable(fd, True)
     libc.close_range_cloexec(3 + preserve_fds)   # nothing of minirun's leaks into the program
-    if cfg.seccomp is not None:
-        from minirun.seccomp import load_seccomp
-        load_seccomp(cfg.seccomp)   # last: the filter also applies to what we still do
+    if cfg.seccomp is not None and not early_seccomp:
+        _load_seccomp(cfg)
     os.execve(program, process.args, env)
     raise AssertionError("unreachable")
+
+
+def _load_seccomp(cfg: Config) -> None:
+    from minirun.seccomp import load_seccomp
+    load_seccomp(cfg.seccomp)
 
 
 def _home_of(uid: int) -> str:

@@ -85,28 +85,25 @@ def same_namespace(pid: int | str, other: int | str, ns_type: str) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-class PidNamespaceForChildren:
-    """Join a PID namespace for the next clone(2), then step back.
+def clone_into(flags: int, pid_ns: NamespaceFile | None = None) -> int:
+    """clone(2) a child with new namespaces ``flags``, born inside ``pid_ns`` if given.
 
-    setns(2) on a PID namespace leaves the caller where it is and changes
-    only ``pid_for_children``. Going back to our own namespace is allowed
-    because it is the caller's active one.
+    setns(2) on a PID namespace leaves the caller where it is and changes only
+    ``pid_for_children``; so the parent joins, clones, and steps back to its
+    own namespace (allowed: it is the caller's active one). Returns 0 in the child.
     """
-
-    def __init__(self, ns: NamespaceFile | None) -> None:
-        self.ns = ns
-        self.own_fd = -1
-
-    def __enter__(self) -> PidNamespaceForChildren:
-        if self.ns is not None:
-            self.own_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
-            join_namespace(self.ns)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.ns is not None:
-            libc.setns(self.own_fd, lib.CLONE_NEWPID, "/proc/self/ns/pid")
-            os.close(self.own_fd)
+    if pid_ns is None:
+        return libc.clone(flags)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    pid = -1
+    try:
+        join_namespace(pid_ns)
+        pid = libc.clone(flags)
+    finally:
+        if pid != 0:   # the parent (or a failed clone) goes back; the child stays
+            libc.setns(own, lib.CLONE_NEWPID, "/proc/self/ns/pid")
+        os.close(own)
+    return pid
 
 
 def write_id_mappings(pid: int, uid_mappings: list, gid_mappings: list) -> None:

@@ -12,8 +12,7 @@ import sys
 
 import click
 
-from minirun import __version__
-from minirun import log
+from minirun import __version__, log
 
 # command name -> "module:function"; modules are imported on first use.
 COMMANDS = {

@@ -134,7 +134,7 @@ def list_(ctx: click.Context, quiet: bool, fmt: str) -> None:
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        click.echo("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        click.echo("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
 
 
 @click.command()

@@ -214,3 +214,79 @@ MOUNT_FLAGS = {
     "MS_SHARED": lib.MS_SHARED,
     "MS_UNBINDABLE": lib.MS_UNBINDABLE,
 }
+
+
+# --- seccomp(2) through libseccomp: seccomp_init(3), seccomp_rule_add(3) ----
+# libseccomp reports failure as a negative errno value in its return code,
+# not as -1 with errno set, so these wrappers check ``ret < 0`` and use -ret.
+
+def _check_scmp(ret: int, call: str, arg: object) -> int:
+    if ret < 0:
+        raise syscall_error(call, arg, -ret)
+    return ret
+
+
+def seccomp_version() -> str:
+    """seccomp_version(3): the libseccomp in use, for error messages."""
+    v = lib.seccomp_version()
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def seccomp_init(default_action: int, what: str):
+    """seccomp_init(3): an empty filter context whose every syscall gets ``default_action``."""
+    ctx = lib.seccomp_init(default_action)
+    if ctx == ffi.NULL:
+        # seccomp_init returns NULL and no error code; a bad action is the one cause
+        raise syscall_error("seccomp_init", what, errno.EINVAL)
+    return ctx
+
+
+def seccomp_release(ctx) -> None:
+    """seccomp_release(3): free the context (a loaded filter stays in the kernel)."""
+    lib.seccomp_release(ctx)
+
+
+def seccomp_attr_set(ctx, attr: int, value: int, what: str) -> None:
+    """seccomp_attr_set(3): one filter attribute (``what`` names it in errors)."""
+    _check_scmp(lib.seccomp_attr_set(ctx, attr, value), "seccomp_attr_set", f"{what}, {value}")
+
+
+def seccomp_arch_resolve_name(name: str) -> int:
+    """seccomp_arch_resolve_name(3): ``x86_64`` -> its AUDIT_ARCH token, 0 if unknown."""
+    return lib.seccomp_arch_resolve_name(name.encode())
+
+
+def seccomp_arch_add(ctx, token: int, name: str) -> None:
+    """seccomp_arch_add(3): the filter also covers syscalls made with this ABI."""
+    ret = lib.seccomp_arch_add(ctx, token)
+    if ret != -errno.EEXIST:   # the native architecture is in every new filter already
+        _check_scmp(ret, "seccomp_arch_add", name)
+
+
+def seccomp_syscall_resolve_name(name: str) -> int | None:
+    """seccomp_syscall_resolve_name(3): the syscall number, or None if libseccomp has no such name.
+
+    Names that exist on another architecture only (``socketcall`` on
+    x86_64) resolve to a negative pseudo-number that libseccomp maps per
+    architecture when the rule is added.
+    """
+    nr = lib.seccomp_syscall_resolve_name(name.encode())
+    return None if nr == lib.__NR_SCMP_ERROR else nr
+
+
+def seccomp_rule_add_array(ctx, action: int, syscall_nr: int,
+                           comparisons: list[tuple[int, int, int, int]], what: str) -> None:
+    """seccomp_rule_add_array(3): ``action`` for this syscall when all comparisons hold.
+
+    Each comparison is ``(arg index, SCMP_CMP_* op, datum_a, datum_b)``.
+    """
+    arr = ffi.new("struct scmp_arg_cmp[]", max(len(comparisons), 1))
+    for i, (index, op, datum_a, datum_b) in enumerate(comparisons):
+        arr[i].arg, arr[i].op, arr[i].datum_a, arr[i].datum_b = index, op, datum_a, datum_b
+    _check_scmp(lib.seccomp_rule_add_array(ctx, action, syscall_nr, len(comparisons), arr),
+                "seccomp_rule_add_array", what)
+
+
+def seccomp_load(ctx, what: str) -> None:
+    """seccomp_load(3): compile the filter to BPF and install it with seccomp(2) on this thread."""
+    _check_scmp(lib.seccomp_load(ctx), "seccomp_load", what)

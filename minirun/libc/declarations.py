@@ -100,6 +100,15 @@ struct scmp_arg_cmp { unsigned int arg; int op; scmp_datum_t datum_a; scmp_datum
 #define SCMP_ACT_LOG ...
 #define SCMP_ACT_ALLOW ...
 #define __NR_SCMP_ERROR ...
+/* filter attributes for seccomp_attr_set(3); the compiler fills in the values */
+enum scmp_filter_attr { SCMP_FLTATR_ACT_BADARCH, SCMP_FLTATR_CTL_NNP, SCMP_FLTATR_CTL_TSYNC,
+                        SCMP_FLTATR_CTL_LOG, SCMP_FLTATR_CTL_SSB, SCMP_FLTATR_CTL_OPTIMIZE,
+                        SCMP_FLTATR_API_SYSRAWRC, ... };
+/* argument comparisons for struct scmp_arg_cmp's op, seccomp_rule_add(3) */
+enum scmp_compare { SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE,
+                    SCMP_CMP_GT, SCMP_CMP_MASKED_EQ, ... };
+struct scmp_version { unsigned int major; unsigned int minor; unsigned int micro; };
+const struct scmp_version *seccomp_version(void);
 scmp_filter_ctx seccomp_init(uint32_t def_action);
 void seccomp_release(scmp_filter_ctx ctx);
 int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);

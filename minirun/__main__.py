@@ -1,0 +1,5 @@
+"""``python -m minirun`` is the ``minirun`` command."""
+
+from minirun.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""Shared fixtures: a private state root, bundles made from the busybox rootfs,
+a ``minirun`` runner, and a check at the end that nothing was left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
+BUSYBOX_CONFIG = REPO / "bundles" / "busybox" / "config.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("minirun's tests make namespaces, mounts and cgroups: run as root")
+
+
+@pytest.fixture
+def state_root(tmp_path: Path) -> str:
+    """A --root of the test's own; whatever a test leaves in it fails the test."""
+    root = tmp_path / "state"
+    yield str(root)
+    left = [p.name for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
+    for cid in left:
+        subprocess.run([sys.executable, "-m", "minirun", "--root", str(root), "delete", "-f",
+                        cid], capture_output=True)
+    assert not left, f"containers left in the state root: {left}"
+
+
+def need_busybox() -> None:
+    if not (BUSYBOX_ROOTFS / "bin" / "busybox").exists():
+        pytest.fail("bundles/busybox/rootfs is missing: run scripts/build-bundles busybox")
+
+
+@pytest.fixture
+def make_bundle(tmp_path: Path):
+    """Write a bundle whose config.json is busybox's with changes applied.
+
+    ``make_bundle(args=[...], **{"process.user.uid": 1000})``: dotted keys set
+    nested fields; a value of ``DELETE`` removes the field. The rootfs is the
+    shared busybox tree (read-only for the container) unless ``rootfs`` is given.
+    """
+    need_busybox()
+    counter = iter(range(1000))
+
+    def make(args: list[str] | None = None, rootfs: Path | None = None, **changes) -> Path:
+        config = json.loads(BUSYBOX_CONFIG.read_text())
+        config["root"] = {"path": str(rootfs or BUSYBOX_ROOTFS), "readonly": True}
+        if args is not None:
+            config["process"]["args"] = args
+        for dotted, value in changes.items():
+            set_field(config, dotted, value)
+        bundle = tmp_path / f"bundle{next(counter)}"
+        bundle.mkdir()
+        (bundle / "config.json").write_text(json.dumps(config, indent=1))
+        return bundle
+
+    return make
+
+
+DELETE = object()
+
+
+def set_field(obj: dict, dotted: str, value: object) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        obj = obj.setdefault(key, {})
+    if value is DELETE:
+        obj.pop(last, None)
+    else:
+        obj[last] = value
+
+
+@pytest.fixture
+def copy_rootfs(tmp_path: Path):
+    """A private copy of the busybox rootfs, for tests that change files in it."""
+    need_busybox()
+
+    def copy() -> Path:
+        target = tmp_path / "rootfs-copy"
+        shutil.copytree(BUSYBOX_ROOTFS, target, symlinks=True)
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def minirun(state_root: str):
+    """Run the real ``minirun`` command line against the test's state root."""
+
+    def run(*args: str, check: bool = True, timeout: float = 60, **kwargs):
+        cmd = [sys.executable, "-m", "minirun", "--root", state_root, *args]
+        # files, not pipes: a detached container inherits minirun's stdout and stderr
+        # and keeps them open long after minirun itself has exited
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.run(cmd, stdout=out, stderr=err, text=True, timeout=timeout,
+                                  **kwargs).returncode
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(cmd, code, out.read(), err.read())
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {result.returncode}: "
+                                 f"{result.stderr.strip()}")
+        return result
+
+    return run
+
+
+def host_mounts() -> str:
+    return Path("/proc/self/mountinfo").read_text()
+
+
+def minirun_cgroup_dirs() -> list[str]:
+    """Container cgroups below any minirun root (the root itself may stay)."""
+    found = []
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if os.path.basename(base) == "minirun":
+            found += [os.path.join(base, d) for d in dirs]
+            dirs.clear()
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """After the whole run: no mounts, cgroups or processes of minirun's remain."""
+    mounts_before = {line.split()[4] for line in host_mounts().splitlines()}
+    cgroups_before = set(minirun_cgroup_dirs())
+    yield
+    mounts_after = {line.split()[4] for line in host_mounts().splitlines()}
+    new_mounts = sorted(mounts_after - mounts_before)
+    new_cgroups = sorted(set(minirun_cgroup_dirs()) - cgroups_before)
+    problems = []
+    if new_mounts:
+        problems.append(f"mounts: {new_mounts}")
+    if new_cgroups:
+        problems.append(f"cgroups: {new_cgroups}")
+    assert not problems, "the test run left things behind: " + "; ".join(problems)
