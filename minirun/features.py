@@ -6,10 +6,9 @@ from minirun import OCI_VERSION, __version__
 
 
 def features() -> dict:
+    from minirun.capabilities import CAPABILITIES
     from minirun.config.mounts import MOUNT_OPTIONS, PROPAGATION
     from minirun.config.oci import HOOK_PHASES, NAMESPACE_TYPES
-
-    from minirun.capabilities import CAPABILITIES
 
     caps = sorted(CAPABILITIES, key=CAPABILITIES.get)
     return {
