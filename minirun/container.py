@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
-import socket
 import time
 from dataclasses import dataclass
 
@@ -101,7 +99,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     sd = StateDir.make(root, container_id)
     cleanup = _Cleanup(sd)
     try:
-        shutil.copyfile(os.path.join(cfg.bundle, "config.json"), sd.file("config.json"))
+        with open(os.path.join(cfg.bundle, "config.json"), "rb") as src:
+            with open(sd.file("config.json"), "wb") as dst:
+                dst.write(src.read())
         make_exec_fifo(sd.fifo, cfg)
         cgroup = _make_cgroup(cfg, container_id, cgroup_root)
         cleanup.cgroup = cgroup
@@ -384,6 +384,7 @@ class _ConsoleListener:
     """A console socket of our own, for ``run`` with a terminal in the foreground."""
 
     def __init__(self) -> None:
+        import socket
         import tempfile
         self.dir = tempfile.mkdtemp(prefix="minirun-console-")
         self.path = os.path.join(self.dir, "console.sock")
@@ -398,6 +399,7 @@ class _ConsoleListener:
             return receive_console(conn)
 
     def close(self) -> None:
+        import shutil
         self.sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

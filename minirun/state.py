@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -113,6 +112,7 @@ class StateDir:
         write_atomic(self.file("state.json"), json.dumps(asdict(record)))
 
     def remove(self) -> None:
+        import shutil
         shutil.rmtree(self.path, ignore_errors=True)
 
 
