@@ -34,6 +34,9 @@ from minirun.state import (
 )
 
 DEFAULT_ROOT = "/run/minirun"
+# config.json annotations asking minirun to wire a new network namespace (runc has no flag)
+NETWORK_ANNOTATION = "org.minirun.network"      # a network name, like "default"
+PORTS_ANNOTATION = "org.minirun.ports"          # "8080:80,5353:53/udp"
 
 
 @dataclass
@@ -145,8 +148,12 @@ class _Cleanup:
         self.sd = sd
         self.pid = 0
         self.cgroup = None
+        self.network: str | None = None
 
     def run(self) -> None:
+        if self.network is not None:
+            from minirun.network import detach
+            detach(self.sd.root, self.network, owner=self.sd.id)
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -196,6 +203,9 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
             namespaces.write_id_mappings(pid, cfg.uid_mappings, cfg.gid_mappings)
         if cgroup is not None:
             cgroup.add_process(pid)
+        if NETWORK_ANNOTATION in cfg.annotations:
+            record.network = _attach_network(sd, cfg, pid)
+            cleanup.network = record.network
         parent_end.send("mapped")
         parent_end.expect("mounted")
         state = oci_state(record, "creating")
@@ -208,6 +218,21 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
     finally:
         parent_end.close()
     return record
+
+
+def _attach_network(sd: StateDir, cfg: Config, pid: int) -> str:
+    """Wire the init's new network namespace to a minirun network (docs/network.md)."""
+    from minirun.network import PortForward, attach
+
+    name = cfg.annotations[NETWORK_ANNOTATION]
+    ns = cfg.namespace("network")
+    if ns is None or ns.path is not None:
+        raise MinirunError(f"annotations.{NETWORK_ANNOTATION}: needs a new network namespace "
+                           "in linux.namespaces")
+    ports = [PortForward.parse(p.strip()) for p in
+             cfg.annotations.get(PORTS_ANNOTATION, "").split(",") if p.strip()]
+    attach(sd.root, name, f"/proc/{pid}/ns/net", owner=sd.id, ports=ports)
+    return name
 
 
 def _owner() -> str:
@@ -317,6 +342,13 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             pass
         wait_for_exit(c.record)
     _run_poststop(c)
+    if c.record.network is not None:
+        from minirun import log
+        from minirun.network import detach
+        try:
+            detach(root, c.record.network, owner=container_id)
+        except MinirunError as e:   # the network was removed by hand: nothing to undo
+            log.warning(str(e))
     if cgroup is not None:
         cgroup.kill_all(signal.SIGKILL)   # stragglers that outlived the init
         cgroup.destroy()

@@ -52,7 +52,7 @@ class Record:
     annotations: dict[str, str] = field(default_factory=dict)
     cgroup: dict | None = None         # minirun.cgroups.Cgroup.to_dict()
     namespaces: dict[str, str] = field(default_factory=dict)  # type -> /proc/PID/ns path
-    oom_killed: bool = False
+    network: str | None = None         # the minirun network this container is attached to
 
 
 class StateDir:

@@ -114,6 +114,31 @@ def minirun(state_root: str):
     return run
 
 
+@pytest.fixture
+def sandbox():
+    """Put the test in a fresh network namespace with lo up; yield its /proc path.
+
+    unshare(2) with CLONE_NEWNET before the test, setns(2) back after it:
+    every bridge, veth, route and nftables rule made meanwhile (by minirun in
+    this process or in the children it starts) lives in that namespace and
+    goes away with it. The machine's own namespace is never touched.
+    """
+    import threading
+
+    from minirun import libc
+    from minirun.libc import lib
+
+    own_path = "/proc/thread-self/ns/net"
+    own = os.open(own_path, os.O_RDONLY)
+    libc.unshare(lib.CLONE_NEWNET)
+    try:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        yield f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net"
+    finally:
+        libc.setns(own, lib.CLONE_NEWNET, "the test's original network namespace")
+        os.close(own)
+
+
 def host_mounts() -> str:
     return Path("/proc/self/mountinfo").read_text()
 

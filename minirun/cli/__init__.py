@@ -34,6 +34,7 @@ COMMANDS = {
     "events": "minirun.cli.cgroups:events",
     # networks (issue 5)
     "network": "minirun.cli.network:network",
+    "netns": "minirun.cli.network:netns",
     # pods and the node (issue 4)
     "pod": "minirun.cli.pod:pod",
     "node": "minirun.cli.pod:node",

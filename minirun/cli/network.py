@@ -119,3 +119,35 @@ def detach(ctx: click.Context, name: str, netns: str | None, owner: str | None) 
     if (netns is None) == (owner is None):
         raise click.UsageError("give exactly one of --netns and --id")
     detach_netns(_root(ctx), name, owner=owner, netns=netns)
+
+
+@click.group()
+def netns() -> None:
+    """Named network namespaces in /run/netns, as `ip netns` makes them."""
+
+
+@netns.command(name="add")
+@click.argument("name")
+def netns_add(name: str) -> None:
+    """Make an empty network namespace /run/netns/NAME (with lo up)."""
+    from minirun.network.netns import add_named_netns
+
+    click.echo(add_named_netns(name))
+
+
+@netns.command(name="rm")
+@click.argument("name")
+def netns_rm(name: str) -> None:
+    """Remove /run/netns/NAME (the namespace lives on while a process is in it)."""
+    from minirun.network.netns import remove_named_netns
+
+    remove_named_netns(name)
+
+
+@netns.command(name="ls")
+def netns_ls() -> None:
+    """List /run/netns."""
+    from minirun.network.netns import list_named_netns
+
+    for name in list_named_netns():
+        click.echo(name)

@@ -43,6 +43,12 @@ class NetnsFile:
             os.close(self.fd)
             self.fd = -1
 
+    def __enter__(self) -> NetnsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def netns_path(target: str | int) -> str:
     """A PID (``1234`` or ``"1234"``) becomes ``/proc/1234/ns/net``; a path stays as it is."""
@@ -109,3 +115,71 @@ def rtnl_socket(ns: NetnsFile | None = None):
         return IPRoute()
     with entered(ns):
         return IPRoute()
+
+
+# --- named namespaces: /run/netns/NAME, as `ip netns add` makes them ------------
+
+NETNS_DIR = "/run/netns"
+
+
+def named_netns_path(name: str) -> str:
+    if not name or "/" in name or name in (".", "..") or len(name) > 64:
+        raise MinirunError(f"invalid network namespace name {name!r}")
+    return os.path.join(NETNS_DIR, name)
+
+
+def add_named_netns(name: str) -> str:
+    """A new, empty network namespace kept alive by a bind mount of its file.
+
+    unshare(2) moves this process into a new namespace; bind-mounting
+    /proc/thread-self/ns/net onto /run/netns/NAME keeps the namespace alive
+    after we step back (setns(2)) and exit, as ``ip netns add`` does.
+    """
+    path = named_netns_path(name)
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o444))
+    except FileExistsError:
+        raise MinirunError(f"network namespace {name!r} already exists ({path})") from None
+    own = os.open(OWN_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc.unshare(libc.lib.CLONE_NEWNET)
+        try:
+            libc.mount(OWN_NETNS, path, None, libc.lib.MS_BIND)
+        finally:
+            libc.setns(own, libc.lib.CLONE_NEWNET, f"{OWN_NETNS} (back home), net")
+    except OSError:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(own)
+    with open_netns(path) as ns, entered(ns):
+        _bring_up_loopback()
+    return path
+
+
+def _bring_up_loopback() -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+
+def remove_named_netns(name: str) -> None:
+    """umount2(2) the bind mount and remove the file; the namespace goes with its last user."""
+    path = named_netns_path(name)
+    if not os.path.exists(path):
+        raise MinirunError(f"network namespace {name!r} does not exist")
+    try:
+        libc.umount2(path, libc.lib.MNT_DETACH)
+    except OSError as e:
+        if e.errno != errno.EINVAL:   # EINVAL: not a mount point (a half-made one)
+            raise
+    os.unlink(path)
+
+
+def list_named_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []

@@ -1,6 +1,6 @@
 """Fixtures for the network tests: every test runs in a network namespace of its own.
 
-``sandbox`` moves the test process into a new network namespace (unshare(2)
+``sandbox`` (in tests/conftest.py) moves the test process into a new network namespace (unshare(2)
 with CLONE_NEWNET) before the test and back (setns(2)) after it. Everything
 minirun makes during the test (bridges, veths, addresses, routes, nftables
 rules, net.ipv4.ip_forward) is made in that namespace, and the kernel throws
@@ -14,31 +14,14 @@ own and waits; its ``/proc/PID/ns/net`` is what gets attached.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.network.nethelpers import MINIRUN, OWN_NETNS, Pod
 
-from minirun import libc
-from minirun.libc import lib
-
-
-@pytest.fixture
-def sandbox() -> Iterator[str]:
-    """Put the test in a fresh network namespace with lo up; yield its /proc path."""
-    own = os.open(OWN_NETNS, os.O_RDONLY)
-    libc.unshare(lib.CLONE_NEWNET)
-    try:
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        yield f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net"
-    finally:
-        libc.setns(own, lib.CLONE_NEWNET, "the test's original network namespace")
-        os.close(own)
+from tests.network.nethelpers import MINIRUN, Pod
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.network.nethelpers import leases, link_names, ruleset
 
 from minirun import network
 from minirun.errors import ConfigError, MinirunError
 from minirun.network import PortForward, nat
+from tests.network.nethelpers import leases, link_names, ruleset
 
 
 @pytest.fixture

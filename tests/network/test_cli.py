@@ -6,6 +6,7 @@ import json
 import socket
 
 import pytest
+
 from tests.network.nethelpers import entered, link_names, ruleset
 
 

@@ -6,9 +6,8 @@ import json
 import subprocess
 import time
 
-from tests.network.nethelpers import MINIRUN, leases, link_names
-
 from minirun import network
+from tests.network.nethelpers import MINIRUN, leases, link_names
 
 PODS = 20
 

@@ -7,10 +7,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.network.nethelpers import entered, leases, link_names, ruleset
 
 from minirun import network
 from minirun.network import PortForward
+from tests.network.nethelpers import entered, leases, link_names, ruleset
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 

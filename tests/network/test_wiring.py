@@ -6,10 +6,10 @@ import socket
 import subprocess
 
 import pytest
-from tests.network.nethelpers import entered, leases, link_names
 
 from minirun import network
 from minirun.errors import MinirunError
+from tests.network.nethelpers import entered, leases, link_names
 
 
 def tcp_roundtrip(server_netns: str | None, server_ip: str, client_netns: str | None) -> bytes:
