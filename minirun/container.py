@@ -47,7 +47,16 @@ class Container:
     state_dir: StateDir
 
     def oci_state(self) -> dict:
-        return oci_state(self.record, self.status)
+        """runtime-spec state, plus ``reason: OOMKilled`` when the kernel's OOM killer struck."""
+        state = oci_state(self.record, self.status)
+        if self.status == "stopped" and self.oom_killed():
+            state["reason"] = "OOMKilled"
+        return state
+
+    def oom_killed(self) -> bool:
+        """memory.events oom_kill (v2) or memory.oom_control oom_kill (v1) above zero."""
+        cgroup = self.cgroup()
+        return cgroup is not None and cgroup.oom_kill_count() > 0
 
     def config(self) -> Config:
         """The config.json the container was created from (a copy kept in the state dir)."""
@@ -466,8 +475,7 @@ def wait_and_delete(root: str, c: Container, master: int | None = None) -> int:
             signal.signal(s, handler)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
-    cgroup = c.cgroup()
-    if cgroup is not None and cgroup.oom_kill_count() > 0:
+    if c.oom_killed():
         from minirun import log
         log.error(f"container {c.record.id!r} was OOM-killed (memory limit reached)")
         code = 137
