@@ -102,8 +102,13 @@ def list_containers(root: str) -> list[Container]:
 
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-           cgroup_root: str | None = None, config: Config | None = None) -> Container:
-    """Set up a container whose init waits, before execve, for ``start``."""
+           cgroup_root: str | None = None, config: Config | None = None,
+           stdio: tuple[int, int, int] | None = None) -> Container:
+    """Set up a container whose init waits, before execve, for ``start``.
+
+    ``config`` replaces reading BUNDLE/config.json; ``stdio`` gives the init
+    other stdin, stdout and stderr than ours (a pod's log files).
+    """
     cfg = config or load_bundle(bundle)
     if cfg.process.terminal and console_socket is None:
         raise MinirunError("process.terminal is true: use --console-socket (or run in the "
@@ -111,14 +116,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     sd = StateDir.make(root, container_id)
     cleanup = _Cleanup(sd)
     try:
-        with open(os.path.join(cfg.bundle, "config.json"), "rb") as src:
-            with open(sd.file("config.json"), "wb") as dst:
-                dst.write(src.read())
+        with open(sd.file("config.json"), "w") as fh:
+            json.dump(cfg.raw, fh)
         make_exec_fifo(sd.fifo, cfg)
         cgroup = _make_cgroup(cfg, container_id, cgroup_root)
         cleanup.cgroup = cgroup
         record = _spawn_init(cfg, container_id, sd, cgroup, cleanup, console_socket, no_pivot,
-                             preserve_fds)
+                             preserve_fds, stdio)
         sd.save(record)
         if pid_file:
             write_pid_file(pid_file, record.pid)
@@ -176,7 +180,8 @@ class _Cleanup:
 
 
 def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _Cleanup,
-                console_socket: str | None, no_pivot: bool, preserve_fds: int) -> Record:
+                console_socket: str | None, no_pivot: bool, preserve_fds: int,
+                stdio: tuple[int, int, int] | None) -> Record:
     """clone(2) the init and walk it through setup (see init.py for its side)."""
     from minirun.init import InitPlan, run_init
 
@@ -186,7 +191,7 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
     plan = InitPlan(config=cfg, channel=child_end,
                     joins=[ns for ns in joins if ns.type != "pid"],
                     fifo_fd=os.open(sd.fifo, os.O_PATH | os.O_CLOEXEC),
-                    no_pivot=no_pivot, preserve_fds=preserve_fds)
+                    no_pivot=no_pivot, preserve_fds=preserve_fds, stdio=stdio)
     try:
         if cfg.process.terminal:
             from minirun.terminal import connect_console_socket

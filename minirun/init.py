@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from minirun import libc, namespaces, rootfs
 from minirun.channel import Channel
 from minirun.config.oci import Config, Process
 from minirun.libc import lib
+
+if TYPE_CHECKING:
+    import socket
 
 
 @dataclass
@@ -39,12 +41,16 @@ class InitPlan:
     console: socket.socket | None = None
     no_pivot: bool = False
     preserve_fds: int = 0
+    stdio: tuple[int, int, int] | None = None           # fds to become 0, 1, 2 (pod logs)
     state: dict = field(default_factory=dict)           # OCI state for in-container hooks
 
 
 def run_init(plan: InitPlan) -> NoReturn:
     """Entry point in the child. Never returns: it execs or exits."""
     try:
+        if plan.stdio is not None:
+            for target, fd in enumerate(plan.stdio):
+                os.dup2(fd, target)
         _setup_container(plan)
         _wait_for_start(plan)
         if plan.config.hooks.get("startContainer"):

@@ -111,6 +111,7 @@ class Config:
     seccomp: Any = None          # minirun.seccomp.SeccompFilter
     annotations: dict[str, str] = field(default_factory=dict)
     oci_version: str = ""
+    raw: dict = field(default_factory=dict, repr=False)   # the JSON it came from
 
     def namespace(self, ns_type: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.type == ns_type), None)
@@ -163,6 +164,7 @@ def parse_config(obj: Any, bundle: str) -> Config:
         mounts=[parse_mount(m, where) for where, m in f.objects(obj, "mounts", "")],
         annotations=_string_map(obj, "annotations", ""),
         oci_version=f.field(obj, "ociVersion", str, "", default=""),
+        raw=obj,
     )
     _parse_hooks(cfg, f.field(obj, "hooks", dict, "", default={}))
     _parse_linux(cfg, linux)
