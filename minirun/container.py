@@ -215,12 +215,15 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
     try:
         if cfg.namespace("user") is not None and cfg.namespace("user").path is None:
             namespaces.write_id_mappings(pid, cfg.uid_mappings, cfg.gid_mappings)
+        # The init may go on mounting while we move it into its cgroups: the first
+        # cgroup.procs write of a while waits for an RCU grace period (~10 ms).
+        # Both are done before the hooks run, long before the program starts.
+        parent_end.send("mapped")
         if cgroup is not None:
             cgroup.add_process(pid)
         if NETWORK_ANNOTATION in cfg.annotations:
             record.network = _attach_network(sd, cfg, pid)
             cleanup.network = record.network
-        parent_end.send("mapped")
         parent_end.expect("mounted")
         state = oci_state(record, "creating")
         if cfg.hooks.get("prestart") or cfg.hooks.get("createRuntime"):

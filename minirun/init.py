@@ -75,7 +75,7 @@ def _setup_container(plan: InitPlan) -> None:
     libc.prctl(lib.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
     for ns in plan.joins:
         namespaces.join_namespace(ns)
-    plan.channel.expect("mapped")   # uid/gid maps written, cgroup joined
+    plan.channel.expect("mapped")   # uid/gid maps written (the cgroup comes meanwhile)
     if namespaces.NAMESPACES["user"][0] & namespaces.new_namespace_flags(cfg.namespaces):
         libc.setresgid(0)
         libc.setresuid(0)

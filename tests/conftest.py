@@ -18,9 +18,15 @@ BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
 BUSYBOX_CONFIG = REPO / "bundles" / "busybox" / "config.json"
 
 
+# Every container this run makes goes under a cgroup root of its own, so that two
+# runs on one machine never share (and never kill) each other's cgroups.
+CGROUP_ROOT = f"minirun-test-{os.getpid()}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.geteuid() != 0:
         raise pytest.UsageError("minirun's tests make namespaces, mounts and cgroups: run as root")
+    os.environ["MINIRUN_CGROUP_ROOT"] = CGROUP_ROOT
 
 
 @pytest.fixture
@@ -143,28 +149,46 @@ def host_mounts() -> str:
     return Path("/proc/self/mountinfo").read_text()
 
 
-def minirun_cgroup_dirs() -> list[str]:
-    """Container cgroups below any minirun root (the root itself may stay)."""
+def cgroup_roots(name: str = CGROUP_ROOT) -> list[str]:
+    """This run's cgroup root in every hierarchy that has one."""
     found = []
     for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if os.path.basename(base) == "minirun":
-            found += [os.path.join(base, d) for d in dirs]
+        if os.path.basename(base) == name:
+            found.append(base)
             dirs.clear()
     return found
 
 
+def minirun_cgroup_dirs() -> list[str]:
+    """Container cgroups below this run's cgroup root (the root itself goes at the end)."""
+    return [os.path.join(root, d) for root in cgroup_roots()
+            for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind():
-    """After the whole run: no mounts, cgroups or processes of minirun's remain."""
+    """After the whole run: no mounts, cgroups or named netns of minirun's remain.
+
+    Processes cannot hide: every container lives in a cgroup below this run's
+    root, and a cgroup with a process in it cannot be removed.
+    """
     mounts_before = {line.split()[4] for line in host_mounts().splitlines()}
-    cgroups_before = set(minirun_cgroup_dirs())
+    netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     yield
     mounts_after = {line.split()[4] for line in host_mounts().splitlines()}
     new_mounts = sorted(mounts_after - mounts_before)
-    new_cgroups = sorted(set(minirun_cgroup_dirs()) - cgroups_before)
+    left_cgroups = minirun_cgroup_dirs()
+    for root in cgroup_roots():
+        try:
+            os.rmdir(root)
+        except OSError:
+            pass   # not empty: reported below
+    netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     problems = []
     if new_mounts:
         problems.append(f"mounts: {new_mounts}")
-    if new_cgroups:
-        problems.append(f"cgroups: {new_cgroups}")
+    if left_cgroups or cgroup_roots():
+        problems.append(f"cgroups: {left_cgroups or cgroup_roots()}")
+    if netns_after - netns_before:
+        problems.append(f"named network namespaces: {sorted(netns_after - netns_before)}")
     assert not problems, "the test run left things behind: " + "; ".join(problems)

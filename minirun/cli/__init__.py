@@ -8,6 +8,7 @@ work itself is done by the library modules one level up.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -81,24 +82,41 @@ def main_group(ctx: click.Context, root: str, log_file: str | None, log_format: 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, turn every expected error into one line on stderr."""
+    _exit(_run(argv))
+
+
+def _run(argv: list[str] | None) -> int:
     from minirun.errors import MinirunError
 
     try:
         main_group.main(args=argv, prog_name="minirun", standalone_mode=False)
     except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
+        return e.exit_code
     except click.Abort:
-        sys.exit(130)
+        return 130
     except click.UsageError as e:
         where = f"{e.ctx.command_path}: " if e.ctx else ""
         log.error(f"{where}{e.format_message()}")
-        sys.exit(2)
+        return 2
     except click.ClickException as e:
         log.error(e.format_message())
-        sys.exit(e.exit_code)
+        return e.exit_code
     except (MinirunError, OSError) as e:
         log.error(str(e))
-        sys.exit(1)
+        return 1
     except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(0)
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+def _exit(code: int) -> None:
+    """Flush and leave with _exit(2): tearing the interpreter down costs ~10 ms a call,
+    and there is nothing left to clean up (every file is closed, no thread runs)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
