@@ -63,6 +63,9 @@ def run_init(plan: InitPlan) -> NoReturn:
 
 
 def _report(channel: Channel, error: BaseException) -> None:
+    if os.environ.get("MINIRUN_DEBUG_INIT"):   # a developer's aid: where did the init fail?
+        import traceback
+        traceback.print_exception(error)
     try:
         channel.send("error", message=str(error) or type(error).__name__)
     except OSError:

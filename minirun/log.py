@@ -56,3 +56,9 @@ def debug(msg: str) -> None:
     if _debug:
         print(f"minirun: debug: {msg}", file=sys.stderr)
         _write("debug", msg)
+
+
+def info(msg: str) -> None:
+    """Progress for long-running commands (the kubelet): stderr and the log file."""
+    print(f"minirun: {msg}", file=sys.stderr, flush=True)
+    _write("info", msg)
