@@ -177,6 +177,13 @@ def nothing_left_behind():
     yield
     mounts_after = {line.split()[4] for line in host_mounts().splitlines()}
     new_mounts = sorted(mounts_after - mounts_before)
+    for root in cgroup_roots():
+        # the kubelet's QoS levels may stay below a root, but not in this run's own
+        for level in ("kubepods/burstable", "kubepods/besteffort", "kubepods"):
+            try:
+                os.rmdir(os.path.join(root, level))
+            except OSError:
+                pass
     left_cgroups = minirun_cgroup_dirs()
     for root in cgroup_roots():
         try:

@@ -222,6 +222,8 @@ def exec_(ctx: click.Context, container: str | None, name: str, command: tuple[s
     from minirun.config.exec_process import build_process
     from minirun.pod.status import container_runtime_id
 
+    if command and command[0] == "--":
+        command = command[1:]
     cid = container_runtime_id(_root(ctx), name, container)
     base = runtime.load(_root(ctx), cid).config().process
     process = build_process(base, None, list(command), env=[], cwd=None, tty=False, user=None,

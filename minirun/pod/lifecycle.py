@@ -15,7 +15,6 @@ sandbox is ``POD.pause``): ``minirun list`` and ``minirun state`` show them.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
@@ -45,8 +44,11 @@ def create_pod(root: str, manifest: str, *, cgroup_root: str | None = None,
     from minirun.cgroups import Cgroup
     from minirun.config.resources import parse_resources
     from minirun.pod import node
+    from minirun.pod.images import resolve_image
 
     pod = load_pod(manifest)
+    for c in pod.all_containers():   # an image that is not here fails the pod now, not later
+        resolve_image(c.image)
     node.check_swap(fail_swap_on)
     _admit(root, pod, node_config)
     pd = PodDir(root, pod.name)
@@ -55,7 +57,7 @@ def create_pod(root: str, manifest: str, *, cgroup_root: str | None = None,
                        qos_class=qos.qos_class(pod), manifest=pd.file("pod.yaml"))
     pod_cgroup = None
     try:
-        shutil.copyfile(manifest, record.manifest)
+        _keep_manifest(manifest, record.manifest, pod.uid)
         pod_cgroup = Cgroup.for_container(qos.pod_cgroup_path(pod), pod.name, cgroup_root)
         pod_cgroup.create(parse_resources(qos.pod_resources(pod), "pod resources"))
         record.cgroup = pod_cgroup.to_dict()
@@ -71,6 +73,18 @@ def create_pod(root: str, manifest: str, *, cgroup_root: str | None = None,
         pd.remove()
         raise
     return record
+
+
+def _keep_manifest(source: str, target: str, uid: str) -> None:
+    """Copy the manifest into the pod's directory with its uid filled in: the uid names
+    the pod's cgroup (pod<UID>), so every later reading must see the same one."""
+    import yaml
+
+    with open(source) as fh:
+        obj = yaml.safe_load(fh)
+    obj.setdefault("metadata", {})["uid"] = uid
+    with open(target, "w") as fh:
+        yaml.safe_dump(obj, fh, sort_keys=False)
 
 
 def _admit(root: str, pod: Pod, node_config) -> None:
