@@ -158,7 +158,10 @@ class Supervisor:
             status = record.status(c.name)
             if status.state == "waiting" and status.next_start <= now:
                 self._start(managed, c, now)
+        phase = record.phase
         self._update_phase(managed)
+        if record.phase != phase:
+            self._save(managed)
 
     def _start(self, managed: ManagedPod, c: Container, now: float) -> None:
         status = managed.record.status(c.name)
