@@ -50,11 +50,12 @@ def create_pod(root: str, manifest: str, *, cgroup_root: str | None = None,
     for c in pod.all_containers():   # an image that is not here fails the pod now, not later
         resolve_image(c.image)
     node.check_swap(fail_swap_on)
-    _admit(root, pod, node_config)
+    requests = _admit(root, pod, node_config)
     pd = PodDir(root, pod.name)
     pd.make()
     record = PodRecord(name=pod.name, uid=pod.uid, namespace=pod.metadata.namespace,
-                       qos_class=qos.qos_class(pod), manifest=pd.file("pod.yaml"))
+                       qos_class=qos.qos_class(pod), manifest=pd.file("pod.yaml"),
+                       requests=requests)
     pod_cgroup = None
     try:
         _keep_manifest(manifest, record.manifest, pod.uid)
@@ -87,19 +88,22 @@ def _keep_manifest(source: str, target: str, uid: str) -> None:
         yaml.safe_dump(obj, fh, sort_keys=False)
 
 
-def _admit(root: str, pod: Pod, node_config) -> None:
-    """The kubelet's admission: does the pod fit in what the running pods leave?"""
+def _admit(root: str, pod: Pod, node_config) -> dict[str, int]:
+    """The kubelet's admission: does the pod fit in what the pods already here leave?
+
+    Returns the pod's own request totals, kept in its record for the next admission.
+    """
     from minirun.pod import node
 
     allocatable = node.allocatable(node.capacity(), node_config)
     used: dict[str, int] = {}
     for name in pod_names(root):
-        for key, amount in node.pod_request_totals(load_pod(PodDir(root, name).file(
-                "pod.yaml"))).items():
+        for key, amount in PodDir(root, name).load().requests.items():
             used[key] = used.get(key, 0) + amount
     reasons = node.admit(pod, allocatable, used)
     if reasons:
         raise MinirunError(f"pod {pod.name!r} rejected: " + "; ".join(reasons))
+    return node.pod_request_totals(pod)
 
 
 def _start_sandbox(root: str, pd: PodDir, pod: Pod, record: PodRecord,

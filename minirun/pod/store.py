@@ -56,6 +56,7 @@ class PodRecord:
     sandbox_pid: int = 0
     cgroup: dict | None = None         # the pod-level cgroup (minirun.cgroups.Cgroup.to_dict())
     supervisor_pid: int = 0
+    requests: dict[str, int] = field(default_factory=dict)   # what admission counted
     containers: list[ContainerStatus] = field(default_factory=list)
 
     def status(self, name: str) -> ContainerStatus:
