@@ -140,33 +140,37 @@ def now_rfc3339() -> str:
 
 # --- the process behind a record -----------------------------------------------
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (proc(5)): clock ticks since boot at which it started."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat (proc(5)) after the command name, or None if the process is gone.
+
+    The name may hold spaces and parentheses, so split after the last ')':
+    field 3 (the state) comes first, field 22 (the start time) is index 19.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # the command name may contain spaces and parentheses: split after the last ')'
-    rest = data[data.rindex(b")") + 2:].split()
-    return int(rest[19])
+    return data[data.rindex(b")") + 2:].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Clock ticks since boot at which the process started: with the PID, its identity."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def process_state(pid: int) -> str | None:
-    """The one-letter state of /proc/PID/stat (R, S, Z, ...), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rindex(b")") + 2:].split()[0].decode()
+    """The one-letter state (R, S, Z, ...), or None if gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[0].decode()
 
 
 def is_alive(record: Record) -> bool:
     """Alive means: the PID exists, is the same process, and is not a zombie."""
-    if record.pid <= 0 or process_start_time(record.pid) != record.pid_start:
-        return False
-    return process_state(record.pid) not in (None, "Z", "X")
+    fields = _stat_fields(record.pid) if record.pid > 0 else None
+    return fields is not None and int(fields[19]) == record.pid_start and \
+        fields[0] not in (b"Z", b"X")
 
 
 def oci_state(record: Record, status: str) -> dict:

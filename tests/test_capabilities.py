@@ -6,12 +6,9 @@ with os._exit, so the pytest process keeps its own sets.
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import re
 import socket
-from collections.abc import Callable
 
 import pytest
 
@@ -29,34 +26,13 @@ from minirun.capabilities import (
 )
 from minirun.errors import ConfigError
 from minirun.libc import lib
+from tests.forked import errno_name, in_child
 
 KILL_AND_BIND = (1 << CAPABILITIES["CAP_KILL"]) | (1 << CAPABILITIES["CAP_NET_BIND_SERVICE"])
 UNUSED_UID = 4242     # no file on this machine belongs to it
 BUSYBOX = "/bin/busybox"
 
 
-def in_child(work: Callable[[], object]) -> object:
-    """Run ``work`` in a forked child; return what it returned, or fail with what it raised."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            try:
-                result = {"value": work()}
-            except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-                result = {"error": f"{type(e).__name__}: {e}"}
-            os.write(w, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as fh:
-        data = fh.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, data
-    result = json.loads(data)
-    assert "error" not in result, result["error"]
-    return result["value"]
 
 
 def only(mask: int) -> CapabilitySets:
@@ -64,13 +40,6 @@ def only(mask: int) -> CapabilitySets:
                           ambient=mask)
 
 
-def errno_name(call: Callable[[], object]) -> str:
-    """``"ok"`` if the call succeeds, else the errno name it failed with."""
-    try:
-        call()
-    except OSError as e:
-        return errno.errorcode[e.errno]
-    return "ok"
 
 
 def bind_port_80() -> None:

@@ -43,12 +43,17 @@ def _node_config(kube_reserved: str, system_reserved: str, eviction_hard: str | 
     return config
 
 
-def _warn(path: str) -> None:
+def _create_pod(ctx: click.Context, manifest: str, node_flags: dict):
+    """Print the manifest's warnings (unknown fields), then admit and create the pod."""
     from minirun import log
     from minirun.config.pod import load_pod
+    from minirun.pod import lifecycle
 
-    for warning in load_pod(path).warnings:
-        log.warning(f"{path}: {warning}")
+    for warning in load_pod(manifest).warnings:
+        log.warning(f"{manifest}: {warning}")
+    config = _node_config(**node_flags)
+    return lifecycle.create_pod(_root(ctx), manifest, cgroup_root=ctx.obj["cgroup_root"],
+                                node_config=config, fail_swap_on=config.fail_swap_on)
 
 
 @click.group()
@@ -62,13 +67,9 @@ def pod() -> None:
 @click.pass_context
 def run(ctx: click.Context, manifest: str, **node_flags) -> None:
     """Run a pod in the foreground, its output prefixed; Ctrl-C stops and removes it."""
-    from minirun.pod import lifecycle
     from minirun.pod.supervisor import Supervisor
 
-    _warn(manifest)
-    config = _node_config(**node_flags)
-    record = lifecycle.create_pod(_root(ctx), manifest, cgroup_root=ctx.obj["cgroup_root"],
-                                  node_config=config, fail_swap_on=config.fail_swap_on)
+    record = _create_pod(ctx, manifest, node_flags)
     click.echo(f"pod {record.name}: IP {record.pod_ip}, QoS {record.qos_class}", err=True)
     supervisor = Supervisor(_root(ctx), ctx.obj["cgroup_root"], follow_logs=True)
     try:
@@ -87,13 +88,7 @@ def run(ctx: click.Context, manifest: str, **node_flags) -> None:
 @click.pass_context
 def create(ctx: click.Context, manifest: str, **node_flags) -> None:
     """Admit the pod and start its sandbox (pause); `pod start` starts its containers."""
-    from minirun.pod import lifecycle
-
-    _warn(manifest)
-    config = _node_config(**node_flags)
-    record = lifecycle.create_pod(_root(ctx), manifest, cgroup_root=ctx.obj["cgroup_root"],
-                                  node_config=config, fail_swap_on=config.fail_swap_on)
-    click.echo(record.name)
+    click.echo(_create_pod(ctx, manifest, node_flags).name)
 
 
 @pod.command()

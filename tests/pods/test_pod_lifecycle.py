@@ -333,3 +333,45 @@ def test_static_pod_kubelet(pods, tmp_path):
         kubelet.send_signal(signal.SIGTERM)
         assert kubelet.wait(timeout=60) == 0, log.read_text()
     assert pods.run("pod", "ls").stdout.splitlines()[1:] == []     # SIGTERM cleaned up
+
+
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+@pytest.fixture
+def thp_restored():
+    """Whatever the test does to transparent huge pages, the machine gets its setting back."""
+    if not THP.exists():
+        pytest.skip("this kernel has no transparent huge pages")
+    before = THP.read_text().split("[")[1].split("]")[0]
+    yield before
+    THP.write_text(before)
+
+
+def test_privileged_init_container_writes_sys(pods, thp_restored):
+    """The lab's trick: an init container with the host's /sys sets THP to never."""
+    wanted = "never" if thp_restored != "never" else "madvise"
+    path = pods.manifest(f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: thp}}
+        spec:
+          restartPolicy: Never
+          initContainers:
+          - name: disable-thp
+            image: busybox
+            command: ["sh", "-c", "echo {wanted} > $(THP_FILE)"]
+            env: [{{name: THP_FILE, value: /host-sys/kernel/mm/transparent_hugepage/enabled}}]
+            securityContext: {{privileged: true}}
+            volumeMounts: [{{name: sys, mountPath: /host-sys}}]
+          containers:
+          - name: app
+            image: busybox
+            command: ["cat", "/sys/kernel/mm/transparent_hugepage/enabled"]
+          volumes:
+          - name: sys
+            hostPath: {{path: /sys}}
+        """)
+    result = pods.run("pod", "run", str(path))
+    assert f"[{wanted}]" in THP.read_text()
+    assert "[app] " in result.stdout and f"[{wanted}]" in result.stdout
