@@ -7,7 +7,7 @@ questions over the channel, and returns once the init waits on the exec
 FIFO; the minirun process then exits and the init is orphaned to whoever
 started minirun, as with runc. ``start`` opens the FIFO, which lets the
 init execve. Every function here is also the Python API the tests and the
-benchmarks call.
+benchmarks call; ``run.py`` (the foreground run) and ``exec.py`` build on it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from minirun import libc, namespaces
 from minirun.channel import Channel
-from minirun.config.oci import Config, Process, load_bundle
+from minirun.config.oci import Config, load_bundle
 from minirun.errors import MinirunError, NotFoundError, NotRunningError
 from minirun.state import (
     Record,
@@ -400,152 +400,7 @@ def wait_for_exit(record: Record, timeout: float = 10.0) -> None:
         os.close(pidfd)
 
 
-# --- run: create + start + wait + delete --------------------------------------------
-
-def run(root: str, container_id: str, bundle: str, *, detach: bool = False,
-        pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-        cgroup_root: str | None = None, console_socket: str | None = None) -> int:
-    """``minirun run``: in the foreground, return the exit code (128+N for signal N)."""
-    cfg = load_bundle(bundle)
-    own_console = None
-    if not detach and console_socket is None and cfg.process.terminal:
-        own_console = _ConsoleListener()
-        console_socket = own_console.path
-    try:
-        c = create(root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
-                   preserve_fds=preserve_fds, cgroup_root=cgroup_root,
-                   console_socket=console_socket, config=cfg)
-        master = own_console.accept() if own_console else None
-    finally:
-        if own_console:
-            own_console.close()
-    try:
-        start(root, container_id)
-    except BaseException:
-        delete(root, container_id, force=True)
-        raise
-    if detach:
-        return 0
-    return wait_and_delete(root, c, master)
-
-
-class _ConsoleListener:
-    """A console socket of our own, for ``run`` with a terminal in the foreground."""
-
-    def __init__(self) -> None:
-        import socket
-        import tempfile
-        self.dir = tempfile.mkdtemp(prefix="minirun-console-")
-        self.path = os.path.join(self.dir, "console.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(1)
-
-    def accept(self) -> int:
-        from minirun.terminal import receive_console
-        conn, _ = self.sock.accept()
-        with conn:
-            return receive_console(conn)
-
-    def close(self) -> None:
-        import shutil
-        self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
-
-
-def wait_and_delete(root: str, c: Container, master: int | None = None) -> int:
-    """Forward signals to the init, wait for it (we are its parent), then delete it."""
-    pid = c.record.pid
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    previous = {s: signal.signal(s, forward) for s in FORWARDED_SIGNALS}
-    try:
-        if master is not None:
-            from minirun.terminal import proxy
-            pidfd = libc.pidfd_open(pid)
-            try:
-                proxy(master, pidfd)
-            finally:
-                os.close(pidfd)
-                os.close(master)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    code = os.waitstatus_to_exitcode(status)
-    code = 128 - code if code < 0 else code
-    if c.oom_killed():
-        from minirun import log
-        log.error(f"container {c.record.id!r} was OOM-killed (memory limit reached)")
-        code = 137
-    delete(root, c.record.id, force=True)
-    return code
-
-
-# --- exec and ps ---------------------------------------------------------------------
-
-def exec_in(root: str, container_id: str, process: Process, *, detach: bool = False,
-            pid_file: str | None = None, console_socket: str | None = None,
-            preserve_fds: int = 0) -> int:
-    """Run one more process in a running container's namespaces and cgroup."""
-    from minirun.init import exec_process
-
-    c = load(root, container_id)
-    if c.status != "running":
-        raise MinirunError(f"container {container_id!r}: cannot exec in a {c.status} "
-                           "container" if c.status != "stopped" else
-                           f"container {container_id!r}: container not running")
-    cfg = c.config()
-    for ns in cfg.namespaces:   # join what the init has, whether it made or joined it
-        ns.path = namespaces.namespace_path(c.record.pid, ns.type)
-    joins = namespaces.open_namespaces(cfg.namespaces)
-    pid_join = next((ns for ns in joins if ns.type == "pid"), None)
-    parent_end, child_end = Channel.pair()
-    console = None
-    if process.terminal:
-        from minirun.terminal import connect_console_socket
-        if console_socket is None:
-            raise MinirunError("exec -t needs --console-socket")
-        console = connect_console_socket(console_socket)
-    try:
-        pid = namespaces.clone_into(0, pid_join)
-        if pid == 0:
-            exec_process(process, cfg, [ns for ns in joins if ns.type != "pid"], child_end,
-                         console, preserve_fds)
-    finally:
-        child_end.close()
-        namespaces.close_namespaces(joins)
-        if console is not None:
-            console.close()
-    try:
-        cgroup = c.cgroup()
-        if cgroup is not None:
-            cgroup.add_process(pid)
-        parent_end.send("mapped")
-        parent_end.expect("ready")
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        parent_end.close()
-    if pid_file:
-        write_pid_file(pid_file, pid)
-    if detach:
-        return 0
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
+# --- ps ----------------------------------------------------------------------------------
 
 def processes(root: str, container_id: str) -> list[int]:
     """Every host PID in the container's cgroup (or just the init without one)."""

@@ -215,6 +215,7 @@ def exec_(ctx: click.Context, container: str | None, name: str, command: tuple[s
     """Run a command in one of the pod's containers."""
     from minirun import container as runtime
     from minirun.config.exec_process import build_process
+    from minirun.exec import exec_in
     from minirun.pod.status import container_runtime_id
 
     if command and command[0] == "--":
@@ -223,7 +224,7 @@ def exec_(ctx: click.Context, container: str | None, name: str, command: tuple[s
     base = runtime.load(_root(ctx), cid).config().process
     process = build_process(base, None, list(command), env=[], cwd=None, tty=False, user=None,
                             additional_gids=[], caps=[], no_new_privs=False)
-    sys.exit(runtime.exec_in(_root(ctx), cid, process))
+    sys.exit(exec_in(_root(ctx), cid, process))
 
 
 @click.command()

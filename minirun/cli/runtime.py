@@ -92,9 +92,9 @@ def run(ctx: click.Context, bundle: str, pid_file: str | None, console_socket: s
         preserve_fds: int, no_pivot: bool, no_new_keyring: bool, detach: bool,
         container_id: str) -> None:
     """Create and start a container; in the foreground, exit with its exit code."""
-    from minirun import container
+    from minirun.run import run as run_container
 
-    code = container.run(_root(ctx), container_id, bundle, detach=detach, pid_file=pid_file,
+    code = run_container(_root(ctx), container_id, bundle, detach=detach, pid_file=pid_file,
                          console_socket=console_socket, no_pivot=no_pivot,
                          preserve_fds=preserve_fds, cgroup_root=ctx.obj["cgroup_root"])
     sys.exit(code)
@@ -187,13 +187,14 @@ def exec_(ctx: click.Context, process_file: str | None, detach: bool, pid_file: 
     """Run a new process in a running container."""
     from minirun import container
     from minirun.config.exec_process import build_process
+    from minirun.exec import exec_in
 
     root = _root(ctx)
     c = container.load(root, container_id)
     process = build_process(c.config().process, process_file, list(args), env=list(env),
                             cwd=cwd, tty=tty, user=user, additional_gids=list(additional_gids),
                             caps=list(cap), no_new_privs=no_new_privs)
-    code = container.exec_in(root, container_id, process, detach=detach, pid_file=pid_file,
+    code = exec_in(root, container_id, process, detach=detach, pid_file=pid_file,
                              console_socket=console_socket, preserve_fds=preserve_fds)
     sys.exit(code)
 
