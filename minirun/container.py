@@ -64,6 +64,18 @@ class Container:
         with open(self.state_dir.file("config.json")) as fh:
             return parse_config(json.load(fh), self.record.bundle)
 
+    def run_hooks(self, phase: str, state: dict) -> None:
+        """poststart / poststop: a failing hook is reported, not fatal (runtime-spec)."""
+        with open(self.state_dir.file("config.json")) as fh:
+            if not json.load(fh).get("hooks", {}).get(phase):
+                return     # the common case: no need to parse and validate the config
+        from minirun import log
+        from minirun.hooks import run_hooks
+        try:
+            run_hooks(self.config().hooks[phase], phase, state)
+        except MinirunError as e:
+            log.warning(str(e))
+
     def cgroup(self):
         if self.record.cgroup is None:
             return None
@@ -284,14 +296,7 @@ def start(root: str, container_id: str) -> Container:
         if data != b"0":
             raise MinirunError(f"container {container_id!r}: init exited before it could start")
         c.status = "running"
-    cfg = c.config()
-    if cfg.hooks.get("poststart"):
-        from minirun import log
-        from minirun.hooks import run_hooks
-        try:
-            run_hooks(cfg.hooks["poststart"], "poststart", c.oci_state())
-        except MinirunError as e:
-            log.warning(str(e))
+    c.run_hooks("poststart", c.oci_state())
     return c
 
 
@@ -358,7 +363,10 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         except NotRunningError:
             pass
         wait_for_exit(c.record)
-    _run_poststop(c)
+    try:
+        c.run_hooks("poststop", oci_state(c.record, "stopped"))
+    except (OSError, ValueError):
+        pass   # a state dir without its config (a crash mid-create): nothing to run
     if c.record.network is not None:
         from minirun import log
         from minirun.network import detach
@@ -370,20 +378,6 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         cgroup.kill_all(signal.SIGKILL)   # stragglers that outlived the init
         cgroup.destroy()
     c.state_dir.remove()
-
-
-def _run_poststop(c: Container) -> None:
-    try:
-        cfg = c.config()
-    except (OSError, ValueError, MinirunError):
-        return
-    if cfg.hooks.get("poststop"):
-        from minirun import log
-        from minirun.hooks import run_hooks
-        try:
-            run_hooks(cfg.hooks["poststop"], "poststop", oci_state(c.record, "stopped"))
-        except MinirunError as e:
-            log.warning(str(e))
 
 
 def wait_for_exit(record: Record, timeout: float = 10.0) -> None:

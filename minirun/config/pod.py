@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +251,8 @@ def _string_map(obj: dict, key: str, where: str) -> dict[str, str]:
 
 
 def _parse_metadata(obj: dict, warnings: list[str]) -> ObjectMeta:
+    import uuid
+
     where = "metadata"
     _note_unknown(obj, {"name", "namespace", "uid", "labels", "annotations"}, where, warnings)
     name = f.field(obj, "name", str, where, required=True)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import stat
 
 from minirun.config.pod import Container, Pod
@@ -120,6 +118,7 @@ def _annotations(pod: Pod, kind: str, name: str | None = None, image: str = "") 
 def pod_hostname(pod: Pod) -> str:
     """spec.hostname, else the pod's name; the machine's own name with hostNetwork."""
     if pod.host_network:
+        import socket
         return socket.gethostname()
     return pod.hostname or pod.name
 
@@ -412,6 +411,8 @@ def prepare_volumes(pod: Pod, volumes_dir: str) -> None:
 
 def remove_volumes(pod: Pod, volumes_dir: str) -> None:
     """Unmount the pod's tmpfs volumes and delete volumes_dir (never a hostPath)."""
+    import shutil
+
     from minirun import libc
     from minirun.libc import lib
 

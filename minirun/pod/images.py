@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 from dataclasses import dataclass, field
 
@@ -136,6 +135,8 @@ def import_image(name: str, source: str, images_dir: str = IMAGES_DIR, *,
     OCI image layouts (``skopeo copy ... oci:DIR``) and ``docker save`` archives
     hold layers, not a root filesystem, and are refused with a hint.
     """
+    import shutil
+
     name = image_name(name)
     source = os.path.abspath(source)
     target = os.path.join(images_dir, name)
