@@ -173,7 +173,10 @@ class Pod:
         raise KeyError(name)
 
     def volume(self, name: str) -> Volume:
-        return next(v for v in self.volumes if v.name == name)
+        for v in self.volumes:
+            if v.name == name:
+                return v
+        raise KeyError(name)
 
 
 # --- reading the file --------------------------------------------------------------

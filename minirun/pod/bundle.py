@@ -253,10 +253,13 @@ def container_config(pod: Pod, container: Container, image: Image, *, sandbox_pi
 
 def capabilities(container: Container) -> list[str]:
     """containerd's WithCapabilities: all for a privileged container; else the default
-    set, then add ALL / drop ALL, then each added, then each dropped."""
-    from minirun.capabilities import CAPABILITIES, kernel_last_cap
+    set, then add ALL / drop ALL, then each added, then each dropped.
 
-    every = [name for name, bit in CAPABILITIES.items() if bit <= kernel_last_cap()]
+    "All" is every capability this process holds (containerd's
+    WithAllCurrentCapabilities), not every one the kernel knows: a runtime
+    cannot hand out a capability it lacks (capset(2) answers EPERM).
+    """
+    every = current_capabilities()
     sc = container.security_context
     if sc.privileged:
         return every
@@ -270,6 +273,15 @@ def capabilities(container: Container) -> list[str]:
             caps.append(f"CAP_{name}")
     dropped = {f"CAP_{name}" for name in sc.capabilities_drop}
     return [c for c in caps if c not in dropped]
+
+
+def current_capabilities() -> list[str]:
+    """The names in this process's effective set (CapEff in /proc/self/status, proc(5))."""
+    from minirun.capabilities import names
+
+    with open("/proc/self/status") as fh:
+        mask = next(int(line.split()[1], 16) for line in fh if line.startswith("CapEff:"))
+    return names(mask)
 
 
 def expand(text: str, variables: dict[str, str]) -> str:

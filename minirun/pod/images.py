@@ -85,8 +85,7 @@ def resolve_image(reference: str, path: list[str] | None = None) -> Image:
             return load_image(name, directory)
     looked = ", ".join(os.path.join(p, name) for p in places)
     raise MinirunError(f"image {reference!r} not found: no {name}/rootfs in {looked} "
-                       f"(add one with `minirun image import {name} TARBALL|DIR`, or see "
-                       "docs/pods.md)")
+                       "(docs/pods.md, \"Adding an image\", says how to add one)")
 
 
 def load_image(name: str, directory: str) -> Image:

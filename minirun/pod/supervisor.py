@@ -80,6 +80,13 @@ class Supervisor:
         """Stop and remove one pod (its file left the manifest directory)."""
         managed = self.pods.pop(name, None)
         if managed is not None:
+            # stop and reap our children before the sandbox goes: a PID namespace's
+            # init (the pause, with shareProcessNamespace) cannot finish exiting
+            # while a process of its namespace waits, unreaped, for its parent
+            lifecycle.stop_containers(self.root, managed.record,
+                                      managed.pod.termination_grace_period_seconds
+                                      if grace is None else grace)
+            self._reap_all(managed)
             self._close(managed)
             managed.record.supervisor_pid = 0
             self._save(managed)

@@ -375,3 +375,22 @@ def test_privileged_init_container_writes_sys(pods, thp_restored):
     result = pods.run("pod", "run", str(path))
     assert f"[{wanted}]" in THP.read_text()
     assert "[app] " in result.stdout and f"[{wanted}]" in result.stdout
+
+
+def test_shared_pid_namespace_has_the_pause_as_pid_one(pods):
+    path = pods.manifest("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: shared}
+        spec:
+          shareProcessNamespace: true
+          restartPolicy: Never
+          containers:
+          - {name: a, image: busybox, command: ["sh", "-c", "sleep 0.5; ps -o pid,args"]}
+          - {name: b, image: busybox, command: ["sleep", "1"]}
+        """)
+    start = time.monotonic()
+    out = pods.run("pod", "run", str(path)).stdout
+    assert "[a]     1 /pause" in out                 # the holder is init of the shared namespace
+    assert "sleep 1" in out                          # and b's process is visible to a
+    assert time.monotonic() - start < 20             # tearing down does not wait on a zombie
