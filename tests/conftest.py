@@ -145,6 +145,22 @@ def sandbox():
         os.close(own)
 
 
+def host_links() -> list[str]:
+    """The interfaces of the machine's own network namespace (PID 1's), wherever we are."""
+    lines = Path("/proc/1/net/dev").read_text().splitlines()[2:]
+    return sorted(line.split(":")[0].strip() for line in lines)
+
+
+@pytest.fixture(autouse=True)
+def machine_network_untouched():
+    """Every test does its network work in a namespace of its own: the machine's own
+    namespace has the same interfaces after each test as before it."""
+    before = host_links()
+    yield
+    after = host_links()
+    assert after == before, f"the machine's own network namespace changed: {before} -> {after}"
+
+
 def host_mounts() -> str:
     return Path("/proc/self/mountinfo").read_text()
 
