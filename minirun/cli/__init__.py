@@ -1,7 +1,7 @@
 """The ``minirun`` command line: parses arguments and prints results, nothing more.
 
 Every subcommand lives in a module of this package and is imported only when
-it is called, so ``minirun state`` does not pay for pyroute2 or psutil. The
+it is called, so ``minirun state`` does not pay for pyroute2 or PyYAML. The
 work itself is done by the library modules one level up.
 """
 
