@@ -35,10 +35,10 @@ def state_root(tmp_path: Path) -> str:
     root = tmp_path / "state"
     yield str(root)
     left = [p.name for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
-    for cid in left:
-        subprocess.run([sys.executable, "-m", "minirun", "--root", str(root), "delete", "-f",
-                        cid], capture_output=True)
-    assert not left, f"containers left in the state root: {left}"
+    errors = [subprocess.run([sys.executable, "-m", "minirun", "--root", str(root), "delete",
+                              "-f", cid], capture_output=True, text=True).stderr.strip()
+              for cid in left]
+    assert not left, f"containers left in the state root: {left} (delete -f said: {errors})"
 
 
 def need_busybox() -> None:

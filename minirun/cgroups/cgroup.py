@@ -18,7 +18,7 @@ from minirun.cgroups.layout import V2_ROLES, Layout, default_root, detect_layout
 from minirun.config.resources import Resources
 from minirun.errors import ConfigError, MinirunError
 
-REMOVE_TIMEOUT = 2.0     # seconds destroy() waits for the kernel to empty a cgroup
+REMOVE_TIMEOUT = 10.0    # seconds destroy() waits for the kernel to empty a cgroup (slow VMs)
 WHERE = "linux.resources"
 
 
