@@ -161,6 +161,18 @@ def machine_network_untouched():
     assert after == before, f"the machine's own network namespace changed: {before} -> {after}"
 
 
+def own_v2_subtree_control() -> str | None:
+    """cgroup.subtree_control of this process's own cgroup in the v2 hierarchy, if any."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[fields.index("-") + 1] == "cgroup2":
+            own = next(entry.split("::", 1)[1] for entry in
+                       Path("/proc/self/cgroup").read_text().splitlines()
+                       if entry.startswith("0::"))
+            return os.path.join(fields[4], own.lstrip("/"), "cgroup.subtree_control")
+    return None
+
+
 def host_mounts() -> str:
     return Path("/proc/self/mountinfo").read_text()
 
@@ -190,6 +202,8 @@ def nothing_left_behind():
     """
     mounts_before = {line.split()[4] for line in host_mounts().splitlines()}
     netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    control = own_v2_subtree_control()
+    enabled_before = set(Path(control).read_text().split()) if control else set()
     yield
     mounts_after = {line.split()[4] for line in host_mounts().splitlines()}
     new_mounts = sorted(mounts_after - mounts_before)
@@ -206,6 +220,13 @@ def nothing_left_behind():
             os.rmdir(root)
         except OSError:
             pass   # not empty: reported below
+    if control:
+        # controllers the run enabled in our own v2 cgroup (hugetlb here) go back off
+        for name in set(Path(control).read_text().split()) - enabled_before:
+            try:
+                Path(control).write_text(f"-{name}")
+            except OSError:
+                pass
     netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     problems = []
     if new_mounts:
