@@ -79,7 +79,9 @@ def _setup_container(plan: InitPlan) -> None:
     for ns in plan.joins:
         namespaces.join_namespace(ns)
     plan.channel.expect("mapped")   # uid/gid maps written (the cgroup comes meanwhile)
-    if namespaces.NAMESPACES["user"][0] & namespaces.new_namespace_flags(cfg.namespaces):
+    user_ns = cfg.namespace("user")
+    if user_ns is not None and user_ns.path is None:
+        # root inside the new user namespace (the ID maps are written by now)
         libc.setresgid(0)
         libc.setresuid(0)
     if cfg.process.oom_score_adj is not None:
