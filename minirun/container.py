@@ -133,8 +133,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         make_exec_fifo(sd.fifo, cfg)
         cgroup = _make_cgroup(cfg, container_id, cgroup_root)
         cleanup.cgroup = cgroup
-        record = _spawn_init(cfg, container_id, sd, cgroup, cleanup, console_socket, no_pivot,
-                             preserve_fds, stdio)
+        record = Record(id=container_id, pid=0, pid_start=0, bundle=cfg.bundle,
+                        rootfs=cfg.root_path, created=now_rfc3339(), owner=_owner(),
+                        annotations=cfg.annotations, cgroup=cgroup.to_dict())
+        # written now, so that `delete --force` can clean up if this process dies mid-create
+        sd.save(record)
+        _spawn_init(cfg, record, sd, cgroup, cleanup, console_socket, no_pivot, preserve_fds,
+                    stdio)
         sd.save(record)
         if pid_file:
             write_pid_file(pid_file, record.pid)
@@ -191,10 +196,11 @@ class _Cleanup:
         self.sd.remove()
 
 
-def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _Cleanup,
+def _spawn_init(cfg: Config, record: Record, sd: StateDir, cgroup, cleanup: _Cleanup,
                 console_socket: str | None, no_pivot: bool, preserve_fds: int,
-                stdio: tuple[int, int, int] | None) -> Record:
-    """clone(2) the init and walk it through setup (see init.py for its side)."""
+                stdio: tuple[int, int, int] | None) -> None:
+    """clone(2) the init and walk it through setup (see init.py for its side);
+    the init's PID and namespaces go into ``record``."""
     from minirun.init import InitPlan, run_init
 
     parent_end, child_end = Channel.pair()
@@ -218,12 +224,9 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
         namespaces.close_namespaces(joins)
         if plan.console is not None:
             plan.console.close()
-    record = Record(id=container_id, pid=pid, pid_start=process_start_time(pid) or 0,
-                    bundle=cfg.bundle, rootfs=cfg.root_path, created=now_rfc3339(),
-                    owner=_owner(), annotations=cfg.annotations,
-                    cgroup=cgroup.to_dict() if cgroup is not None else None,
-                    namespaces={ns.type: ns.path or namespaces.namespace_path(pid, ns.type)
-                                for ns in cfg.namespaces})
+    record.pid, record.pid_start = pid, process_start_time(pid) or 0
+    record.namespaces = {ns.type: ns.path or namespaces.namespace_path(pid, ns.type)
+                         for ns in cfg.namespaces}
     try:
         if cfg.namespace("user") is not None and cfg.namespace("user").path is None:
             namespaces.write_id_mappings(pid, cfg.uid_mappings, cfg.gid_mappings)
@@ -236,6 +239,7 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
         if NETWORK_ANNOTATION in cfg.annotations:
             record.network = _attach_network(sd, cfg, pid)
             cleanup.network = record.network
+            sd.save(record)   # a crash from here on leaves a network for delete to undo
         parent_end.expect("mounted")
         state = oci_state(record, "creating")
         if cfg.hooks.get("prestart") or cfg.hooks.get("createRuntime"):
@@ -246,7 +250,6 @@ def _spawn_init(cfg: Config, container_id: str, sd: StateDir, cgroup, cleanup: _
         parent_end.expect("ready")
     finally:
         parent_end.close()
-    return record
 
 
 def _attach_network(sd: StateDir, cfg: Config, pid: int) -> str:

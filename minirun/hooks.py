@@ -36,6 +36,9 @@ def _run_one(hook, payload: bytes) -> str | int:
     pid = os.fork()
     if pid == 0:
         try:
+            # a hook must not outlive the minirun that runs it (a crash, a kill -9)
+            from minirun import libc
+            libc.prctl(libc.lib.PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
             os.dup2(read_end, 0)
             os.execve(hook.path, hook.args or [hook.path], dict(_env(hook.env)))
         except BaseException as e:   # noqa: BLE001 - report anything, then leave the child

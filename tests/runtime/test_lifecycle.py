@@ -252,3 +252,23 @@ def test_no_pivot_fallback(minirun, make_bundle, pivot):
     if not pivot:
         args.insert(1, "--no-pivot")
     assert "root:" in minirun(*args).stdout
+
+
+def test_delete_force_after_minirun_crashed_mid_create(make_bundle, state_root, minirun):
+    """SIGKILL `minirun create` while its createRuntime hook runs; delete --force cleans up."""
+    from tests.conftest import minirun_cgroup_dirs
+
+    bundle = make_bundle(args=["/bin/sleep", "30"],
+                         hooks={"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]})
+    proc = subprocess.Popen([sys.executable, "-m", "minirun", "--root", state_root, "create",
+                             "-b", str(bundle), "crashed"])
+    state_file = os.path.join(state_root, "crashed", "state.json")
+    wait_for(lambda: os.path.exists(state_file) and any(
+        d.endswith("/crashed") for d in minirun_cgroup_dirs()), what="the cgroups")
+    time.sleep(0.5)                              # the hook is running now
+    proc.kill()
+    proc.wait()
+    assert json.loads(minirun("state", "crashed").stdout)["status"] == "stopped"
+    minirun("delete", "--force", "crashed")
+    assert not os.path.exists(os.path.join(state_root, "crashed"))
+    assert not [d for d in minirun_cgroup_dirs() if d.endswith("/crashed")]
