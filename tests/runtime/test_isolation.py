@@ -203,3 +203,22 @@ def test_seccomp_filter_applies(minirun, make_bundle, no_new_privs):
     out = minirun("run", "-b", str(bundle), "sc").stdout
     assert "Seccomp:\t2" in out
     assert "Operation not permitted" in out and "write-ok" in out
+
+
+def test_sysctl_is_set_inside_only(minirun, make_bundle):
+    host = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    wanted = "0" if host == "1" else "1"
+    bundle = make_bundle(args=["/bin/cat", "/proc/sys/net/ipv4/ip_forward"],
+                         **{"linux.sysctl": {"net.ipv4.ip_forward": wanted}})
+    assert minirun("run", "-b", str(bundle), "sysctl").stdout.strip() == wanted
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == host
+
+
+def test_extra_device_node(minirun, make_bundle):
+    """linux.devices: a node made with mknod(2) (here another name for /dev/null, 1:3)."""
+    bundle = make_bundle(
+        args=["/bin/sh", "-c", "ls -l /dev/minirun-null; echo hi > /dev/minirun-null && echo ok"],
+        **{"linux.devices": [{"path": "/dev/minirun-null", "type": "c", "major": 1,
+                              "minor": 3, "fileMode": 0o620, "uid": 0, "gid": 5}]})
+    out = minirun("run", "-b", str(bundle), "dev").stdout
+    assert out.startswith("crw--w----") and "1,   3" in out and "ok" in out
