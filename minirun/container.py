@@ -12,6 +12,7 @@ benchmarks call; ``run.py`` (the foreground run) and ``exec.py`` build on it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -334,7 +335,12 @@ def signal_init(record: Record, sig: int) -> None:
     try:
         if not is_alive(record):
             raise NotRunningError(record.id)
-        libc.pidfd_send_signal(pidfd, sig, record.pid)
+        try:
+            libc.pidfd_send_signal(pidfd, sig, record.pid)
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                raise
+            raise NotRunningError(record.id) from None   # it died after the check
     finally:
         os.close(pidfd)
 

@@ -27,7 +27,8 @@ def run(minirun, state_root):
         return minirun(*args, check=check, env=ENV)
     yield call
     for cid in os.listdir(state_root) if os.path.isdir(state_root) else []:
-        minirun("delete", "-f", cid, check=False, env=ENV)
+        result = minirun("delete", "-f", cid, check=False, env=ENV)
+        assert result.returncode == 0, f"delete -f {cid}: {result.stderr.strip()}"
 
 
 def status(run, cid: str) -> str:
