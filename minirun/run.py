@@ -10,7 +10,6 @@ on a console socket of its own and proxies the pty to its own stdio.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 
 from minirun import libc
@@ -65,6 +64,7 @@ class _ConsoleListener:
             return receive_console(conn)
 
     def close(self) -> None:
+        import shutil
         self.sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
