@@ -403,6 +403,33 @@ def wait_for_exit(record: Record, timeout: float = 10.0) -> None:
         os.close(pidfd)
 
 
+# --- update --------------------------------------------------------------------------------
+
+def update(root: str, container_id: str, changes: dict, where: str = "update") -> None:
+    """Apply linux.resources changes to a container's cgroups, and keep them in its stored
+    config.json (as runc does), so that what `state` and a later `update` see is true."""
+    from minirun.config.resources import parse_resources
+    from minirun.state import write_atomic
+
+    resources = parse_resources(changes, where)
+    c = load(root, container_id)
+    cgroup = c.cgroup()
+    if c.status not in ("created", "running", "paused") or cgroup is None:
+        raise MinirunError(f"container {container_id!r} is {c.status}: cannot update it")
+    with c.state_dir:
+        cgroup.update(resources, where)
+        path = c.state_dir.file("config.json")
+        with open(path) as fh:
+            config = json.load(fh)
+        stored = config.setdefault("linux", {}).setdefault("resources", {})
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(stored.get(key), dict):
+                stored[key].update(value)
+            else:
+                stored[key] = value
+        write_atomic(path, json.dumps(config))
+
+
 # --- ps ----------------------------------------------------------------------------------
 
 def processes(root: str, container_id: str) -> list[int]:

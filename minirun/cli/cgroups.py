@@ -92,8 +92,6 @@ def _size(text: str, flag: str) -> int:
 def update(ctx: click.Context, resources_file: str | None, container_id: str,
            **flags: object) -> None:
     """Change a container's cgroup limits while it runs."""
-    from minirun.config.resources import parse_resources
-
     obj: dict = {}
     where = "update"
     if resources_file is not None:
@@ -114,10 +112,9 @@ def update(ctx: click.Context, resources_file: str | None, container_id: str,
         obj.setdefault(section, {})[key] = _size(value, flag) if flag in SIZE_FLAGS else value
     if not obj:
         raise click.UsageError("nothing to update: give --resources or a limit flag")
-    resources = parse_resources(obj, where)
-    c, cgroup = _load(ctx, container_id, ("created", "running", "paused"), "update")
-    with c.state_dir:
-        cgroup.update(resources, where)
+    from minirun import container
+
+    container.update(ctx.obj["root"], container_id, obj, where)
 
 
 @click.command()

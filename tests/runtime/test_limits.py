@@ -227,3 +227,16 @@ def test_update_rejects_a_memory_limit_below_usage(minirun, make_bundle, state_r
         assert len(result.stderr.strip().splitlines()) == 1
     finally:
         minirun("delete", "-f", "mem")
+
+
+def test_update_is_kept_in_the_stored_config(minirun, make_bundle, state_root):
+    bundle = make_bundle(args=["/bin/sleep", "30"],
+                         **{"linux.resources": {"cpu": {"quota": 10000, "period": 100000}}})
+    minirun("run", "-d", "-b", str(bundle), "kept")
+    try:
+        minirun("update", "--cpu-quota", "20000", "--pids-limit", "50", "kept")
+        stored = container.load(state_root, "kept").config().resources
+        assert stored.cpu.quota == 20000 and stored.cpu.period == 100000
+        assert stored.pids_limit == 50
+    finally:
+        minirun("delete", "-f", "kept")
