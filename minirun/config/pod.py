@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minirun.config import fields as f
-from minirun.config.quantity import Quantity, parse_quantity, to_bytes
+from minirun.config.quantity import Quantity, parse_amount, parse_quantity, to_bytes
 from minirun.errors import ConfigError
 
 # Resources a container may ask for; hugepages-<size> are the kernel's page sizes
@@ -546,9 +546,7 @@ def _parse_resources(obj: dict, where: str, warnings: list[str]) -> ResourceRequ
             if name not in RESOURCE_NAMES:
                 raise ConfigError(path, f"unknown resource {name!r} (known: "
                                   f"{', '.join(RESOURCE_NAMES)})")
-            q = parse_quantity(raw, path)
-            if q.value < 0:
-                raise ConfigError(path, f"{q} must be greater than or equal to 0")
+            q = parse_amount(raw, path)
             if name in HUGEPAGE_SIZES and q.value % HUGEPAGE_SIZES[name]:
                 raise ConfigError(path, f"{q} is not a whole number of "
                                   f"{name.removeprefix('hugepages-')} pages")

@@ -81,6 +81,14 @@ def parse_quantity(raw: object, where: str) -> Quantity:
     return Quantity(-value if sign == "-" else value, text)
 
 
+def parse_amount(raw: object, where: str) -> Quantity:
+    """A quantity that measures an amount of a resource, so never below zero."""
+    q = parse_quantity(raw, where)
+    if q.value < 0:
+        raise ConfigError(where, f"{q} is negative: an amount of a resource is 0 or more")
+    return q
+
+
 def _suffix_hint(suffix: str) -> str:
     if suffix.upper() in ("KB", "MB", "GB", "TB", "B"):
         return "bytes take no B: write 1G (10^9) or 1Gi (2^30)"

@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass, field
 
 from minirun.config.pod import CPU, HUGEPAGE_SIZES, MEMORY, Pod
-from minirun.config.quantity import format_quantity, parse_quantity, to_bytes, to_millicores
+from minirun.config.quantity import format_quantity, parse_amount, to_bytes, to_millicores
 from minirun.errors import ConfigError, MinirunError
 
 PODS = "pods"
@@ -86,9 +86,7 @@ def parse_reserved(text: str, flag: str = "--kube-reserved") -> dict[str, int]:
         if name not in RESERVABLE:
             raise ConfigError(where, f"cannot be reserved by minirun (known: "
                               f"{', '.join(RESERVABLE)})")
-        q = parse_quantity(value, where)
-        if q.value < 0:
-            raise ConfigError(where, f"{q} is negative")
+        q = parse_amount(value, where)
         reserved[name] = to_millicores(q) if name == CPU else to_bytes(q)
     return reserved
 
@@ -136,9 +134,7 @@ def parse_eviction_hard(text: str = DEFAULT_EVICTION_HARD) -> list[Threshold]:
                 raise ConfigError(where, f"{value} is outside 0%..100%")
             thresholds.append(Threshold(signal, percentage=_float32(percent / 100)))
         else:
-            q = parse_quantity(value, where)
-            if q.value < 0:
-                raise ConfigError(where, f"{q} is negative")
+            q = parse_amount(value, where)
             thresholds.append(Threshold(signal, quantity=to_bytes(q)))
     return thresholds
 
