@@ -49,11 +49,11 @@ def _create_pod(ctx: click.Context, manifest: str, node_flags: dict):
     from minirun.config.pod import load_pod
     from minirun.pod import lifecycle
 
-    for warning in load_pod(manifest).warnings:
+    pod_spec = load_pod(manifest)
+    for warning in pod_spec.warnings:
         log.warning(f"{manifest}: {warning}")
-    config = _node_config(**node_flags)
     return lifecycle.create_pod(_root(ctx), manifest, cgroup_root=ctx.obj["cgroup_root"],
-                                node_config=config, fail_swap_on=config.fail_swap_on)
+                                node_config=_node_config(**node_flags), pod=pod_spec)
 
 
 @click.group()

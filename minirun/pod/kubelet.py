@@ -73,8 +73,7 @@ class StaticPods:
     def _start(self, path: str) -> str | None:
         try:
             record = lifecycle.create_pod(self.root, path, cgroup_root=self.cgroup_root,
-                                          node_config=self.node_config,
-                                          fail_swap_on=self.node_config.fail_swap_on)
+                                          node_config=self.node_config)
         except (MinirunError, OSError) as e:
             log.error(f"kubelet: {os.path.basename(path)}: {e}")
             return None

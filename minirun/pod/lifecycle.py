@@ -39,17 +39,21 @@ def container_id(pod_name: str, name: str) -> str:
 
 
 def create_pod(root: str, manifest: str, *, cgroup_root: str | None = None,
-               node_config=None, fail_swap_on: bool = True) -> PodRecord:
-    """Admit the pod and start its sandbox; its containers are started by the supervisor."""
+               node_config=None, pod: Pod | None = None) -> PodRecord:
+    """Admit the pod and start its sandbox; its containers are started by the supervisor.
+
+    ``pod`` is the manifest already parsed, if the caller has it.
+    """
     from minirun.cgroups import Cgroup
     from minirun.config.resources import parse_resources
     from minirun.pod import node
     from minirun.pod.images import resolve_image
 
-    pod = load_pod(manifest)
+    pod = pod or load_pod(manifest)
+    node_config = node_config or node.NodeConfig()
     for c in pod.all_containers():   # an image that is not here fails the pod now, not later
         resolve_image(c.image)
-    node.check_swap(fail_swap_on)
+    node.check_swap(node_config.fail_swap_on)
     requests = _admit(root, pod, node_config)
     pd = PodDir(root, pod.name)
     pd.make()
